@@ -1,0 +1,1 @@
+"""Alembic migration scripts (plain Alembic; run them with `nurture db upgrade`)."""

@@ -1,0 +1,1 @@
+"""Users (who sign in, with which role) and API tokens (how integrations authenticate)."""

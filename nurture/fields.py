@@ -1,0 +1,55 @@
+"""Validators for the values every part of Nurture takes in: email, country, time zone.
+
+Each takes a string and returns the normalised value or raises ValueError with a message fit
+to show a user; pydantic schemas use them as `AfterValidator`s.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from functools import cache
+
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+
+MAX_EMAIL_LENGTH = 320
+"""RFC 5321 path limit: 64 for the local part, @, 255 for the domain."""
+
+
+def normalize_email(value: str) -> str:
+    """The address as Nurture stores and matches it: syntax checked, Unicode-normalised, lowercase.
+
+    The whole address is lowercased: mailbox providers treat local parts case-insensitively
+    in practice, and CRMs send the same person with differing case.
+    """
+    try:
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+    return result.normalized.lower()
+
+
+@cache
+def _countries() -> frozenset[str]:
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+def normalize_country(value: str) -> str:
+    """An ISO 3166-1 alpha-2 code, uppercased."""
+    code = value.strip().upper()
+    if code not in _countries():
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def normalize_timezone(value: str) -> str:
+    """An IANA time zone name, as spelled in the tz database."""
+    name = value.strip()
+    if name not in _timezones():
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)")
+    return name

@@ -1,0 +1,1 @@
+"""Intake: leads from the CRM, rejections from sales, bulk import."""

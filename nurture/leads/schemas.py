@@ -1,0 +1,100 @@
+"""What intake accepts: the lead and rejection documents of CONTRACT.md, validated whole."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from nurture.fields import normalize_country, normalize_email, normalize_timezone
+from nurture.models import RejectionReason
+
+MAX_ATTRIBUTES_BYTES = 16_384
+"""Free `attributes` of one lead, as compact JSON."""
+
+MAX_NOTE_LENGTH = 10_000
+"""A rejection note: a paragraph or two from the rep, not a document."""
+
+Text255 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
+Country = Annotated[str, AfterValidator(normalize_country)]
+TimeZone = Annotated[str, AfterValidator(normalize_timezone)]
+
+
+def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(f"attributes are {size} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES}")
+    return value
+
+
+class LeadIn(BaseModel):
+    """A lead as a CRM sends it; matched to an existing lead by normalised email."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    email: Email
+    first_name: Text255 | None = None
+    last_name: Text255 | None = None
+    company: Text255 | None = None
+    title: Text255 | None = None
+    industry: Text255 | None = None
+    company_size: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    country: Country | None = None
+    timezone: TimeZone | None = None
+    source: Text255 | None = None
+    owner_email: Email | None = None
+    crm_id: Text255 | None = None
+    attributes: Annotated[dict[str, Any], AfterValidator(_check_attributes)] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The profile fields the caller sent (absent ones are left as they are)."""
+        return self.model_dump(exclude_unset=True, exclude={"email"})
+
+
+class RejectionIn(BaseModel):
+    """Sales gave a lead back (POST /api/v1/rejections)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    lead: LeadIn
+    rep_email: Email
+    reason: RejectionReason
+    note: Annotated[str, StringConstraints(max_length=MAX_NOTE_LENGTH)] | None = None
+    revisit_on: date | None = None
+    crm_id: Text255 | None = None
+    rejected_at: AwareDatetime | None = None
+
+
+def field_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """Pydantic's errors as `{path: [message, …]}`, paths like `lead.email` or `items[2].id`."""
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        errors.setdefault(path or "body", []).append(_message(error))
+    return errors
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required"
+    if kind == "enum":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"must be one of {expected}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

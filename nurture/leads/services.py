@@ -1,0 +1,211 @@
+"""Lead intake: create or update a lead by email, record a rejection, describe a lead.
+
+Services take a session and plain values, flush but never commit (the caller owns the
+transaction), and take `now` so tests control time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.db import insert_ignoring_conflicts
+from nurture.errors import NotFound
+from nurture.models import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
+
+RECENT_REJECTIONS = 50
+"""How many of a lead's rejections its document lists, newest first."""
+
+NO_ROUTE_REASON = "no active sequence matches this rejection"
+"""Why a rejection has no enrollment while no sequence can take it."""
+
+
+@dataclass(frozen=True)
+class RejectionOutcome:
+    rejection: Rejection
+    lead: Lead
+    created: bool
+    enrollment: dict[str, Any] | None
+    routing_reason: str | None
+
+
+def upsert_lead(
+    session: Session, email: str, fields: Mapping[str, Any], *, now: datetime
+) -> tuple[Lead, bool]:
+    """Create the lead with this (normalised) email, or update the fields given; (lead, created).
+
+    Safe under concurrency: the insert does nothing on a conflicting email, and the loser of
+    a race updates the winner's row instead of failing.
+    """
+    values = {name: fields[name] for name in Lead.PROFILE_FIELDS if name in fields}
+    stmt = (
+        insert_ignoring_conflicts(session, Lead, index_elements=["email"])
+        .values(
+            email=email,
+            **{**values, "attributes": values.get("attributes") or {}},
+            lifecycle_stage=LifecycleStage.LEAD,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(Lead.id)
+    )
+    new_id = session.execute(stmt).scalar_one_or_none()
+    if new_id is not None:
+        session.add(
+            LifecycleChange(
+                lead_id=new_id, from_stage=None, to_stage=LifecycleStage.LEAD,
+                cause="created", changed_at=now,
+            )
+        )
+        lead = session.get(Lead, new_id)
+        assert lead is not None
+        return lead, True
+
+    lead = session.execute(select(Lead).where(Lead.email == email)).scalar_one()
+    changed = False
+    for name, value in values.items():
+        if name == "attributes":
+            # attributes merge key by key; a key sent as null is removed
+            merged = {**(lead.attributes or {}), **(value or {})}
+            value = {k: v for k, v in merged.items() if v is not None}
+        if getattr(lead, name) != value:
+            setattr(lead, name, value)
+            changed = True
+    if changed:
+        lead.updated_at = now
+    session.flush()
+    return lead, False
+
+
+def change_stage(
+    session: Session, lead: Lead, stage: LifecycleStage, *, cause: str, now: datetime
+) -> bool:
+    """Move the lead to `stage`, recording the move; False if it was already there."""
+    if lead.lifecycle_stage == stage:
+        return False
+    session.add(
+        LifecycleChange(
+            lead_id=lead.id, from_stage=lead.lifecycle_stage, to_stage=stage,
+            cause=cause, changed_at=now,
+        )
+    )
+    lead.lifecycle_stage = stage
+    lead.updated_at = now
+    session.flush()
+    return True
+
+
+def record_rejection(
+    session: Session,
+    email: str,
+    lead_fields: Mapping[str, Any],
+    *,
+    rep_email: str,
+    reason: RejectionReason,
+    note: str | None = None,
+    revisit_on: date | None = None,
+    crm_id: str | None = None,
+    rejected_at: datetime | None = None,
+    now: datetime,
+) -> RejectionOutcome:
+    """Sales gave the lead back: upsert it, record why, and put it in nurture.
+
+    A rejection whose `crm_id` was recorded before is the CRM retrying: the stored rejection
+    is returned (created=False) and nothing changes.
+    """
+    if crm_id is not None:
+        existing = session.execute(
+            select(Rejection).where(Rejection.crm_id == crm_id)
+        ).scalar_one_or_none()
+        if existing is not None:
+            return _outcome(session, existing, created=False)
+
+    lead, _ = upsert_lead(session, email, lead_fields, now=now)
+    stmt = (
+        insert_ignoring_conflicts(session, Rejection, index_elements=["crm_id"])
+        .values(
+            lead_id=lead.id, reason=reason, note=note, revisit_on=revisit_on,
+            rep_email=rep_email, crm_id=crm_id, rejected_at=rejected_at or now, created_at=now,
+        )
+        .returning(Rejection.id)
+    )
+    new_id = session.execute(stmt).scalar_one_or_none()
+    if new_id is None:  # a concurrent retry with the same crm_id stored it first
+        existing = session.execute(select(Rejection).where(Rejection.crm_id == crm_id)).scalar_one()
+        return _outcome(session, existing, created=False)
+    change_stage(session, lead, LifecycleStage.NURTURING, cause=f"rejected:{reason}", now=now)
+    rejection = session.get(Rejection, new_id)
+    assert rejection is not None
+    return _outcome(session, rejection, created=True)
+
+
+def _outcome(session: Session, rejection: Rejection, *, created: bool) -> RejectionOutcome:
+    lead = session.get(Lead, rejection.lead_id)
+    assert lead is not None
+    return RejectionOutcome(
+        rejection=rejection, lead=lead, created=created,
+        enrollment=None, routing_reason=NO_ROUTE_REASON,
+    )
+
+
+def get_lead(session: Session, lead_id: int) -> Lead:
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"no lead with id {lead_id}")
+    return lead
+
+
+def find_lead_by_email(session: Session, email: str) -> Lead:
+    lead = session.execute(select(Lead).where(Lead.email == email)).scalar_one_or_none()
+    if lead is None:
+        raise NotFound(f"no lead with email {email}")
+    return lead
+
+
+def rejection_document(rejection: Rejection) -> dict[str, Any]:
+    return {
+        "id": rejection.id,
+        "lead_id": rejection.lead_id,
+        "reason": rejection.reason.value,
+        "note": rejection.note,
+        "revisit_on": rejection.revisit_on.isoformat() if rejection.revisit_on else None,
+        "rep_email": rejection.rep_email,
+        "crm_id": rejection.crm_id,
+        "rejected_at": _iso(rejection.rejected_at),
+    }
+
+
+def lead_document(session: Session, lead: Lead) -> dict[str, Any]:
+    """The lead as the API shows it (CONTRACT.md: GET /api/v1/leads/{id})."""
+    rejections = session.execute(
+        select(Rejection)
+        .where(Rejection.lead_id == lead.id)
+        .order_by(Rejection.rejected_at.desc(), Rejection.id.desc())
+        .limit(RECENT_REJECTIONS)
+    ).scalars()
+    return {
+        "id": lead.id,
+        "email": lead.email,
+        **{name: getattr(lead, name) for name in Lead.PROFILE_FIELDS if name != "attributes"},
+        "attributes": lead.attributes or {},
+        "lifecycle_stage": lead.lifecycle_stage.value,
+        "created_at": _iso(lead.created_at),
+        "updated_at": _iso(lead.updated_at),
+        # scoring, enrollments, handoffs and events are filled in by their own issues
+        "score": {
+            "total": 0, "fit": 0, "engagement": 0, "model_version": None, "explanation": [],
+        },
+        "enrollments": [],
+        "handoffs": [],
+        "rejections": [rejection_document(r) for r in rejections],
+        "events": [],
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

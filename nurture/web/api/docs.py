@@ -1,0 +1,88 @@
+"""Models of what the API answers: used only to write the OpenAPI document (tests hold them true)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from nurture.models import LifecycleStage, RejectionReason
+
+
+class Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExplanationItem(Closed):
+    rule: str
+    points: float
+    at: datetime | None
+
+
+class Score(Closed):
+    total: float
+    fit: float
+    engagement: float
+    model_version: int | None
+    explanation: list[ExplanationItem]
+
+
+class Rejection(Closed):
+    id: int
+    lead_id: int
+    reason: RejectionReason
+    note: str | None
+    revisit_on: date | None
+    rep_email: str
+    crm_id: str | None
+    rejected_at: datetime
+
+
+class Lead(Closed):
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    title: str | None
+    industry: str | None
+    company_size: int | None
+    country: str | None
+    timezone: str | None
+    source: str | None
+    owner_email: str | None
+    crm_id: str | None
+    attributes: dict[str, Any]
+    lifecycle_stage: LifecycleStage
+    created_at: datetime
+    updated_at: datetime
+    score: Score
+    enrollments: list[dict[str, Any]]
+    handoffs: list[dict[str, Any]]
+    rejections: list[Rejection]
+    events: list[dict[str, Any]]
+
+
+class Routing(Closed):
+    enrolled: bool
+    reason: str | None
+
+
+class RejectionResult(Closed):
+    rejection: Rejection
+    lead: Lead
+    enrollment: dict[str, Any] | None
+    routing: Routing
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: dict[str, list[str]] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

@@ -1,0 +1,74 @@
+"""Leads and rejections from the CRM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from nurture.clock import utcnow
+from nurture.fields import normalize_email
+from nurture.leads import services
+from nurture.leads.schemas import LeadIn, RejectionIn
+from nurture.models import Role
+from nurture.web import db_session
+from nurture.web.api import bp, json_body, requires
+from nurture.web.problems import ProblemError
+
+READERS = (Role.ADMIN, Role.MARKETER, Role.SALES_APPROVER)
+
+
+@bp.post("/leads")
+@requires(Role.ADMIN, Role.MARKETER)
+def create_lead() -> Any:
+    body = json_body(LeadIn)
+    session = db_session()
+    lead, created = services.upsert_lead(session, body.email, body.fields(), now=utcnow())
+    document = services.lead_document(session, lead)
+    session.commit()
+    return document, 201 if created else 200
+
+
+@bp.post("/rejections")
+@requires(Role.ADMIN, Role.MARKETER, Role.REP)
+def create_rejection() -> Any:
+    body = json_body(RejectionIn)
+    session = db_session()
+    outcome = services.record_rejection(
+        session, body.lead.email, body.lead.fields(),
+        rep_email=body.rep_email, reason=body.reason, note=body.note,
+        revisit_on=body.revisit_on, crm_id=body.crm_id, rejected_at=body.rejected_at,
+        now=utcnow(),
+    )
+    document = {
+        "rejection": services.rejection_document(outcome.rejection),
+        "lead": services.lead_document(session, outcome.lead),
+        "enrollment": outcome.enrollment,
+        "routing": {"enrolled": outcome.enrollment is not None, "reason": outcome.routing_reason},
+    }
+    session.commit()
+    return document, 201 if outcome.created else 200
+
+
+@bp.get("/leads/<int:lead_id>")
+@requires(*READERS)
+def get_lead(lead_id: int) -> Any:
+    session = db_session()
+    return services.lead_document(session, services.get_lead(session, lead_id))
+
+
+@bp.get("/leads")
+@requires(*READERS)
+def find_lead() -> Any:
+    unknown = sorted(set(request.args) - {"email"})
+    if unknown:
+        raise ProblemError(422, "unknown query parameter", errors={k: ["unknown parameter"] for k in unknown})
+    raw = request.args.get("email")
+    if not raw:
+        raise ProblemError(422, "give the lead's email", errors={"email": ["required"]})
+    try:
+        email = normalize_email(raw)
+    except ValueError as exc:
+        raise ProblemError(422, "invalid email", errors={"email": [str(exc)]}) from None
+    session = db_session()
+    return services.lead_document(session, services.find_lead_by_email(session, email))

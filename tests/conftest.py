@@ -1,0 +1,177 @@
+"""Fixtures: `app` → `client` → `api`; `runner` for the CLI.
+
+Tests run against real services. With DATABASE_URL pointing at PostgreSQL, a fresh database
+is created on that server for the run and dropped after; without it, SQLite in a temporary
+folder. With REDIS_URL, that Redis (database 15 by default, flushed between tests); without
+it, the embedded redis-server that `nurture up` uses.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from nurture import create_app
+from nurture.accounts.services import create_token
+from nurture.clock import utcnow
+from nurture.config import load_settings
+from nurture.db import Database
+from nurture.embedded_redis import EmbeddedRedis
+from nurture.migrate import upgrade_database
+from nurture.models import Base, Role
+
+
+def _postgres_database(base_url: str) -> Iterator[str]:
+    import psycopg
+
+    url = make_url(load_settings({"DATABASE_URL": base_url}).database_url)
+    name = f"nurture_test_{uuid.uuid4().hex[:10]}"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL", "")
+    if configured.startswith("postgres"):
+        yield from _postgres_database(configured)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'nurture.db'}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        # keep clear of whatever else uses database 0 of a shared Redis
+        yield configured if make_url_redis_db(configured) else configured.rstrip("/") + "/15"
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+def make_url_redis_db(url: str) -> bool:
+    """Whether the Redis URL names a database number."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.strip("/") != ""
+
+
+@pytest.fixture(scope="session")
+def instance_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("instance")
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url: str, redis_url: str, instance_path: Path) -> dict[str, str]:
+    """The environment that points Nurture (or a subprocess of it) at the test services."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "NURTURE_INSTANCE_PATH": str(instance_path),
+        "SECRET_KEY": "test-secret-key-0123456789abcdef0123456789abcdef",
+    }
+
+
+@pytest.fixture(scope="session")
+def app(service_env: dict[str, str]) -> Iterator[Flask]:
+    upgrade_database(service_env["DATABASE_URL"])
+    application = create_app({**service_env, "TESTING": True})
+    yield application
+    application.extensions["nurture.db"].dispose()
+
+
+@pytest.fixture(scope="session")
+def db(app: Flask) -> Database:
+    return app.extensions["nurture.db"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with empty tables and an empty Redis."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app: Flask = request.getfixturevalue("app")
+    database: Database = app.extensions["nurture.db"]
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as conn:
+        if database.dialect == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+    connection = app.extensions["nurture.redis"]
+    if connection is not None:
+        connection.flushdb()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture()
+def make_token(db: Database) -> Callable[..., str]:
+    """Create an API token with a role; returns the plain token."""
+
+    def make(role: Role = Role.ADMIN, name: str = "test") -> str:
+        with db.session_scope() as session:
+            _, token = create_token(session, name, role, now=utcnow())
+        return token
+
+    return make
+
+
+@dataclass
+class Api:
+    """The test client with a bearer token on every call."""
+
+    client: FlaskClient
+    token: str
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", **(headers or {})}
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.client.post(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+
+@pytest.fixture()
+def api(client: FlaskClient, make_token: Callable[..., str]) -> Api:
+    return Api(client, make_token(Role.ADMIN))
+
+
+@pytest.fixture()
+def count(db: Database) -> Callable[[type], int]:
+    """Rows in a model's table."""
+
+    def count_rows(model: type) -> int:
+        with db.session_scope() as session:
+            return session.execute(select(func.count()).select_from(model)).scalar_one()
+
+    return count_rows
