@@ -127,9 +127,18 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+class NurtureCliRunner(FlaskCliRunner):
+    """Invokes the `nurture` command (not `flask`) against the test app by default."""
+
+    def invoke(self, cli: Any = None, args: Any = None, **kwargs: Any) -> Any:
+        from nurture.cli import main
+
+        return super().invoke(cli or main, args, **kwargs)
+
+
 @pytest.fixture()
 def runner(app: Flask) -> FlaskCliRunner:
-    return app.test_cli_runner()
+    return NurtureCliRunner(app)
 
 
 @pytest.fixture()

@@ -57,7 +57,7 @@ def upgrade() -> None:
         timestamp("updated_at"),
         sa.PrimaryKeyConstraint("id", name="pk_leads"),
         sa.UniqueConstraint("email", name="uq_leads_email"),
-        sa.CheckConstraint("company_size >= 0", name="ck_leads_company_size_not_negative"),
+        sa.CheckConstraint("company_size >= 0", name=op.f("ck_leads_company_size_not_negative")),
     )
     op.create_index("ix_leads_crm_id", "leads", ["crm_id"])
     op.create_index("ix_leads_lifecycle_stage", "leads", ["lifecycle_stage"])

@@ -26,7 +26,9 @@ MAX_NOTE_LENGTH = 10_000
 """A rejection note: a paragraph or two from the rep, not a document."""
 
 Text255 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(normalize_email)
+]
 Country = Annotated[str, AfterValidator(normalize_country)]
 TimeZone = Annotated[str, AfterValidator(normalize_timezone)]
 

@@ -39,6 +39,7 @@ class RejectionReason(enum.StrEnum):
 
 class Lead(Base):
     __tablename__ = "leads"
+    __table_args__ = (CheckConstraint("company_size >= 0", name="company_size_not_negative"),)
 
     id: Mapped[id_pk]
     email: Mapped[email_str] = mapped_column(unique=True)
@@ -47,9 +48,7 @@ class Lead(Base):
     company: Mapped[short_str | None]
     title: Mapped[short_str | None]
     industry: Mapped[short_str | None]
-    company_size: Mapped[int | None] = mapped_column(
-        CheckConstraint("company_size >= 0", name="company_size_not_negative")
-    )
+    company_size: Mapped[int | None]
     country: Mapped[str | None] = mapped_column(String(2))
     timezone: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[short_str | None]

@@ -47,6 +47,18 @@ def db_session() -> Session:
     return g.db_session
 
 
+def read_body() -> bytes:
+    """The raw request body; 413 past the size limit, also for a body sent without a length.
+
+    Werkzeug stops a length-less (chunked) body at the limit without complaint; one more read
+    tells a body that ends there from one that goes on, and raises 413 for the latter.
+    """
+    raw = request.get_data(cache=True)
+    if request.content_length is None and len(raw) >= (request.max_content_length or 0) > 0:
+        request.stream.read(1)  # raises RequestEntityTooLarge when more was sent
+    return raw
+
+
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
     if session is not None:

@@ -14,7 +14,7 @@ from nurture.clock import utcnow
 from nurture.errors import Conflict, DomainError, InvalidInput, NotFound
 from nurture.leads.schemas import field_errors
 from nurture.models import ApiToken, Role
-from nurture.web import db_session
+from nurture.web import db_session, read_body
 from nurture.web.problems import ProblemError, problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -68,7 +68,7 @@ def json_body(model: type[M]) -> M:
         raise ProblemError(
             415, f"send JSON with 'Content-Type: application/json', not {request.mimetype or 'none'}"
         )
-    raw = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
+    raw = read_body()
     try:
         return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
