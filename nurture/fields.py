@@ -29,6 +29,27 @@ def normalize_email(value: str) -> str:
     return result.normalized.lower()
 
 
+def forbid_nul(value: str) -> str:
+    """PostgreSQL text cannot hold U+0000; refuse it at the door rather than fail on insert."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+def forbid_nul_in_json(value: object, path: str = "") -> None:
+    """Refuse U+0000 anywhere in a JSON value: keys and strings, at any depth."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"must not contain the NUL character (U+0000){' at ' + path if path else ''}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            forbid_nul_in_json(key, path)
+            forbid_nul_in_json(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            forbid_nul_in_json(item, f"{path}[{index}]")
+
+
 @cache
 def _countries() -> frozenset[str]:
     return frozenset(c.alpha_2 for c in pycountry.countries)

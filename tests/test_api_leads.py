@@ -87,6 +87,8 @@ def test_unknown_lead_is_404_problem(api):
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json"
     assert response.json["status"] == 404
+    assert api.get(f"/api/v1/leads/{2**63}").status_code == 404  # past BIGINT: cannot exist
+    assert api.get("/api/v1/leads/0").status_code == 404
     missing = api.get("/api/v1/leads", query_string={"email": "nobody@example.com"})
     assert missing.status_code == 404
 
@@ -123,6 +125,10 @@ def test_get_by_email_needs_a_valid_email(api):
         ({"email": "a@example.com", "attributes": {"big": "x" * 20_000}}, "attributes"),
         ({"email": "a@example.com", "owner_email": "nope"}, "owner_email"),
         ({"email": "a@example.com", "favourite_colour": "blue"}, "favourite_colour"),
+        ({"email": "a@example.com", "company": "Ac\u0000me"}, "company"),
+        ({"email": "a@example.com", "attributes": {"k\u0000": 1}}, "attributes"),
+        ({"email": "a@example.com", "attributes": {"k": ["ok", "n\u0000"]}}, "attributes"),
+        ({"email": "a\u0000b@example.com"}, "email"),
     ],
 )
 def test_invalid_lead_is_422_naming_the_field(api, count, body, field):

@@ -116,6 +116,7 @@ def test_no_token_is_401(client, count):
         ({"revisit_on": 20270701}, "revisit_on"),
         ({"rejected_at": "2026-11-24T09:00:00"}, "rejected_at"),  # no offset: ambiguous
         ({"note": "x" * 10_001}, "note"),
+        ({"note": "nul \u0000 inside"}, "note"),
         ({"lead": {"email": "nope"}}, "lead.email"),
         ({"lead": {"email": "a@example.com", "country": "Germany"}}, "lead.country"),
         ({"lead": {"email": "a@example.com", "size": 3}}, "lead.size"),

@@ -14,9 +14,16 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
 )
 
-from nurture.fields import normalize_country, normalize_email, normalize_timezone
+from nurture.fields import (
+    forbid_nul,
+    forbid_nul_in_json,
+    normalize_country,
+    normalize_email,
+    normalize_timezone,
+)
 from nurture.models import RejectionReason
 
 MAX_ATTRIBUTES_BYTES = 16_384
@@ -25,15 +32,32 @@ MAX_ATTRIBUTES_BYTES = 16_384
 MAX_NOTE_LENGTH = 10_000
 """A rejection note: a paragraph or two from the rep, not a document."""
 
-Text255 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(normalize_email)
+Text255 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    AfterValidator(forbid_nul),
 ]
-Country = Annotated[str, AfterValidator(normalize_country)]
-TimeZone = Annotated[str, AfterValidator(normalize_timezone)]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=320),
+    AfterValidator(normalize_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
+]
+Country = Annotated[
+    str,
+    AfterValidator(normalize_country),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2}$",
+                    "description": "ISO 3166-1 alpha-2 code"}),
+]
+TimeZone = Annotated[
+    str,
+    AfterValidator(normalize_timezone),
+    WithJsonSchema({"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"}),
+]
 
 
 def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    forbid_nul_in_json(value)
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"attributes are {size} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES}")
@@ -72,7 +96,9 @@ class RejectionIn(BaseModel):
     lead: LeadIn
     rep_email: Email
     reason: RejectionReason
-    note: Annotated[str, StringConstraints(max_length=MAX_NOTE_LENGTH)] | None = None
+    note: Annotated[
+        str, StringConstraints(max_length=MAX_NOTE_LENGTH), AfterValidator(forbid_nul)
+    ] | None = None
     revisit_on: date | None = None
     crm_id: Text255 | None = None
     rejected_at: AwareDatetime | None = None

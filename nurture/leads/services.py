@@ -153,8 +153,12 @@ def _outcome(session: Session, rejection: Rejection, *, created: bool) -> Reject
     )
 
 
+MAX_ID = 2**63 - 1
+"""Largest key a BIGINT holds; larger ids cannot exist."""
+
+
 def get_lead(session: Session, lead_id: int) -> Lead:
-    lead = session.get(Lead, lead_id)
+    lead = session.get(Lead, lead_id) if 0 < lead_id <= MAX_ID else None
     if lead is None:
         raise NotFound(f"no lead with id {lead_id}")
     return lead

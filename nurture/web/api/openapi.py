@@ -57,7 +57,7 @@ def openapi_document() -> dict[str, Any]:
         ],
         ref_template=REF,
     )
-    lead_id = {"name": "lead_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    lead_id = {"name": "lead_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
     return {
         "openapi": "3.1.0",
         "info": {
