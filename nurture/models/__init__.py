@@ -2,10 +2,51 @@
 
 from nurture.models.accounts import ApiToken, Role, User
 from nurture.models.base import Base
+from nurture.models.campaigns import (
+    LIVE_ENROLLMENT,
+    Enrollment,
+    EnrollmentEvent,
+    EnrollmentStatus,
+    Message,
+    MessageCollateral,
+    MessageStatus,
+    Sequence,
+    SequenceStatus,
+    SequenceVersion,
+    Suppression,
+    SuppressionReason,
+)
+from nurture.models.collateral import (
+    Collateral,
+    CollateralStatus,
+    CollateralTransition,
+    CollateralVersion,
+    FunnelStage,
+)
+from nurture.models.engagement import EngagementEvent, EventType
 from nurture.models.leads import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
 
 __all__ = [
+    "LIVE_ENROLLMENT",
     "ApiToken",
+    "Collateral",
+    "CollateralStatus",
+    "CollateralTransition",
+    "CollateralVersion",
+    "EngagementEvent",
+    "Enrollment",
+    "EnrollmentEvent",
+    "EnrollmentStatus",
+    "EventType",
+    "FunnelStage",
+    "Message",
+    "MessageCollateral",
+    "MessageStatus",
+    "Sequence",
+    "SequenceStatus",
+    "SequenceVersion",
+    "Suppression",
+    "SuppressionReason",
     "Base",
     "Lead",
     "LifecycleChange",

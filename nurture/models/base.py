@@ -66,4 +66,8 @@ json_object = Annotated[dict[str, Any], mapped_column(JsonObject)]
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JsonObject}
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JsonObject,
+        list[Any]: JsonObject,
+    }

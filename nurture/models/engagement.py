@@ -1,0 +1,62 @@
+"""Engagement: every open, click, bounce, reply, visit… normalised to one event model.
+
+Provider webhooks, Nurture's own tracking and the events API all write `EngagementEvent`
+rows; `(source, source_event_id)` is unique, so a redelivered event is stored once.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from nurture.models.base import Base, BigId, id_pk, str_enum
+
+
+class EventType(enum.StrEnum):
+    DELIVERED = "delivered"
+    OPEN = "open"
+    CLICK = "click"
+    BOUNCE = "bounce"
+    SPAM_COMPLAINT = "spam_complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    PAGE_VIEW = "page_view"
+    FORM_SUBMIT = "form_submit"
+    CONTENT_DOWNLOAD = "content_download"
+    WEBINAR_REGISTERED = "webinar_registered"
+    WEBINAR_ATTENDED = "webinar_attended"
+    EMAIL_REPLY = "email_reply"
+    MEETING_BOOKED = "meeting_booked"
+
+
+class EngagementEvent(Base):
+    __tablename__ = "engagement_events"
+    __table_args__ = (
+        UniqueConstraint("source", "source_event_id", name="uq_engagement_events_source_event"),
+        Index("ix_engagement_events_lead_id_occurred_at", "lead_id", "occurred_at"),
+        Index("ix_engagement_events_message_id", "message_id"),
+    )
+
+    id: Mapped[id_pk]
+    lead_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
+    """None while the event matches no lead (stored as unmatched, not refused)."""
+    message_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    type: Mapped[EventType] = mapped_column(str_enum(EventType, "event_type"))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(32))
+    """Who told us: `tracking`, `api`, `sendgrid`, `mailgun`, `postmark`, `ses`."""
+    source_event_id: Mapped[str | None] = mapped_column(String(255))
+    url: Mapped[str | None] = mapped_column(Text)
+    collateral_version_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("collateral_versions.id", ondelete="SET NULL")
+    )
+    bounce_class: Mapped[str | None] = mapped_column(String(16))
+    is_machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    machine_reason: Mapped[str | None] = mapped_column(String(255))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
