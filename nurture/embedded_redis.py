@@ -54,7 +54,9 @@ class EmbeddedRedis:
                 "--protected-mode", "yes", "--daemonize", "no",
             ],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            # its own process group: a Ctrl-C meant for its owner must not stop it before the
+            # processes that use it (the owner stops it last)
+            process_group=0, preexec_fn=die_with_parent,  # noqa: PLW1509
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
