@@ -1,0 +1,38 @@
+"""The RQ worker entry (`nurture worker`): one worker, or a pool of them, on the project's queues.
+
+Stopping is RQ's warm shutdown: on SIGTERM or SIGINT an idle worker exits at once and a busy
+one finishes its job first (a second signal kills the job).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis import Redis
+from rq import Worker
+from rq.worker_pool import WorkerPool
+
+from workers.queues import QUEUES_BY_PRIORITY, all_queues
+
+log = logging.getLogger(__name__)
+
+
+def ping(token: str) -> str:
+    """A job that proves a worker runs jobs end to end: it answers `pong <token>`."""
+    return f"pong {token}"
+
+
+def run_worker(connection: Redis, *, processes: int = 1, burst: bool = False) -> None:
+    """Work the project's queues, in priority order, until stopped (or, with `burst`, emptied).
+
+    With `processes` > 1, an RQ `WorkerPool` forks that many workers and replaces any that die.
+    """
+    names = [name.value for name in QUEUES_BY_PRIORITY]
+    log.info("worker ready: %d process(es) on queues %s", processes, ", ".join(names))
+    if processes == 1:
+        # with_scheduler: retries with a wait between them are RQ scheduled jobs.
+        Worker(all_queues(connection), connection=connection).work(
+            burst=burst, with_scheduler=True, logging_level=None
+        )
+    else:
+        WorkerPool(names, connection=connection, num_workers=processes).start(burst=burst)
