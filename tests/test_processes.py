@@ -5,6 +5,7 @@ Every wait is on a condition with a deadline; a test that fails shows the proces
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -91,9 +92,9 @@ class Nurture:
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._changed = threading.Condition()
+        streams = ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr))
         self._readers = [
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr))
+            threading.Thread(target=self._read, args=pair, daemon=True) for pair in streams
         ]
         for reader in self._readers:
             reader.start()
@@ -188,7 +189,7 @@ def replay_printed_curl(stdout: list[str]) -> tuple[int, Any]:
     words = shlex.split(" ".join(line.rstrip().rstrip("\\") for line in stdout[start:end + 1]))
     assert words[:2] == ["curl", "-sS"]
     url, options = words[2], words[3:]
-    headers = dict(v.split(": ", 1) for o, v in zip(options, options[1:]) if o == "-H")
+    headers = dict(v.split(": ", 1) for o, v in itertools.pairwise(options) if o == "-H")
     body = options[options.index("-d") + 1].encode()
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
@@ -349,11 +350,20 @@ def test_only_one_dispatcher_acts_and_another_takes_over(nurture, service_env, a
     assert redis.get(LEASE_KEY) is None  # released on stop, not left to expire
 
 
+def run_to_the_end(
+    command: str, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """`nurture COMMAND` run until it exits by itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "nurture", command], env=env, cwd=cwd, capture_output=True,
+        text=True, timeout=START_TIMEOUT_S, check=False,
+    )
+
+
 @pytest.mark.parametrize("command", ["up", "serve", "worker", "dispatcher"])
 def test_a_malformed_setting_stops_each_command_with_one_line(command, service_env, tmp_path):
     env = clean_env(**{**service_env, "DATABASE_URL": "mysql://x"})
-    result = subprocess.run([sys.executable, "-m", "nurture", command], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    result = run_to_the_end(command, env, tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -376,8 +386,7 @@ def test_a_missing_or_silent_service_is_one_clear_line(
     command, setting, status, says, service_env, tmp_path
 ):
     env = clean_env(**{**service_env, **setting})
-    result = subprocess.run([sys.executable, "-m", "nurture", command], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    result = run_to_the_end(command, env, tmp_path)
     assert result.returncode == status, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert says in result.stderr
