@@ -12,7 +12,14 @@ class NotFound(DomainError):
 
 
 class Conflict(DomainError):
-    """The request contradicts the current state (duplicate, wrong lifecycle step)."""
+    """The request contradicts the current state (duplicate, wrong lifecycle step).
+
+    `errors` may name what conflicts, e.g. each step of a sequence that cannot be activated.
+    """
+
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
 
 
 class InvalidInput(DomainError):
@@ -21,3 +28,7 @@ class InvalidInput(DomainError):
     def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or {}
+
+
+class Forbidden(DomainError):
+    """The caller's role may not take this action."""

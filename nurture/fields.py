@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import zoneinfo
 from functools import cache
+from typing import Any
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError
 
 MAX_EMAIL_LENGTH = 320
 """RFC 5321 path limit: 64 for the local part, @, 255 for the domain."""
@@ -74,3 +76,27 @@ def normalize_timezone(value: str) -> str:
     if name not in _timezones():
         raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)")
     return name
+
+
+def field_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """Pydantic's errors as `{path: [message, …]}`, paths like `lead.email` or `items[2].id`."""
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        errors.setdefault(path or "body", []).append(_message(error))
+    return errors
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required"
+    if kind == "enum":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"must be one of {expected}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

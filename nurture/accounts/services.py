@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -22,6 +23,19 @@ MIN_PASSWORD_LENGTH = 12
 
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 """A token's last use is written at most this often (no write on every request)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a signed-in user, or an API token or the CLI speaking for a role."""
+
+    email: str
+    role: Role
+    user_id: int | None = None
+
+    @classmethod
+    def for_user(cls, user: User) -> Actor:
+        return cls(email=user.email, role=user.role, user_id=user.id)
 
 
 def hash_token(token: str) -> str:

@@ -13,11 +13,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     WithJsonSchema,
 )
 
 from nurture.fields import (
+    field_errors,  # noqa: F401  (re-exported for callers of the schemas)
     forbid_nul,
     forbid_nul_in_json,
     normalize_country,
@@ -102,27 +102,3 @@ class RejectionIn(BaseModel):
     revisit_on: date | None = None
     crm_id: Text255 | None = None
     rejected_at: AwareDatetime | None = None
-
-
-def field_errors(exc: ValidationError) -> dict[str, list[str]]:
-    """Pydantic's errors as `{path: [message, …]}`, paths like `lead.email` or `items[2].id`."""
-    errors: dict[str, list[str]] = {}
-    for error in exc.errors(include_url=False):
-        path = ""
-        for part in error["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        errors.setdefault(path or "body", []).append(_message(error))
-    return errors
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "missing":
-        return "required"
-    if kind == "enum":
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"must be one of {expected}"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")

@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 from flask import Blueprint, g, request
 from pydantic import BaseModel, ValidationError
 
-from nurture.accounts.services import authenticate_token
+from nurture.accounts.services import Actor, authenticate_token
 from nurture.clock import utcnow
-from nurture.errors import Conflict, DomainError, InvalidInput, NotFound
-from nurture.leads.schemas import field_errors
-from nurture.models import ApiToken, Role
+from nurture.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from nurture.fields import field_errors
+from nurture.models import ApiToken, Role, User
 from nurture.web import db_session, read_body
 from nurture.web.problems import ProblemError, problem
 
@@ -62,6 +62,16 @@ def _authenticate() -> ApiToken:
     return record
 
 
+def current_actor() -> Actor:
+    """Who the request acts as: the token's user if it has one, else the token by name."""
+    token: ApiToken = g.api_token
+    if token.user_id is not None:
+        user = db_session().get(User, token.user_id)
+        if user is not None:
+            return Actor(email=user.email, role=token.role, user_id=user.id)
+    return Actor(email=f"token:{token.name}", role=token.role)
+
+
 def json_body(model: type[M]) -> M:
     """The request body validated whole against `model` (415, 413, 400 or 422 otherwise)."""
     if request.mimetype not in JSON_TYPES and not request.mimetype.endswith("+json"):
@@ -87,10 +97,12 @@ def _domain_error(exc: DomainError) -> Any:
     if isinstance(exc, NotFound):
         return problem(404, str(exc))
     if isinstance(exc, Conflict):
-        return problem(409, str(exc))
+        return problem(409, str(exc), errors=exc.errors or None)
+    if isinstance(exc, Forbidden):
+        return problem(403, str(exc))
     if isinstance(exc, InvalidInput):
         return problem(422, str(exc), errors=exc.errors)
     return problem(400, str(exc))
 
 
-from nurture.web.api import leads, openapi  # noqa: E402,F401  (views register on bp)
+from nurture.web.api import collateral, leads, openapi, sequences  # noqa: E402,F401  (views register on bp)

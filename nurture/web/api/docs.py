@@ -86,3 +86,55 @@ class Problem(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class SequenceSummary(Closed):
+    id: int
+    key: str
+    name: str
+    status: Literal["draft", "active", "paused"]
+    priority: int
+    latest_version: int | None
+    active_version: int | None
+    updated_at: datetime
+
+
+class ImportedSequence(SequenceSummary):
+    version: int
+
+
+class SequenceList(Closed):
+    sequences: list[SequenceSummary]
+
+
+class Transition(Closed):
+    from_: str | None = None
+    to: str
+    by: str
+    comment: str | None
+    at: datetime
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CollateralVersion(Closed):
+    id: int
+    key: str
+    version: int
+    title: str
+    url: str | None
+    funnel_stage: Literal["awareness", "consideration", "decision"]
+    personas: list[str]
+    industries: list[str]
+    expires_on: date | None
+    status: Literal["draft", "submitted", "approved", "changes_requested", "retired"]
+    created_at: datetime
+
+
+class CollateralVersionWithHistory(CollateralVersion):
+    history: list[dict[str, Any]]
+
+
+class CollateralDetail(Closed):
+    key: str
+    versions: list[CollateralVersionWithHistory]

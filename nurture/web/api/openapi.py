@@ -8,6 +8,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from nurture import MAX_REQUEST_BYTES
+from campaigns.documents import SequenceDocument
+from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.web.api import bp, docs
 
@@ -27,8 +29,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
         400: "the body is not valid JSON",
         401: "no API token, or an unknown or revoked one",
         403: "the token's role may not do this",
-        404: "no such lead",
-        409: "conflicts with the current state",
+        404: "no such lead, sequence or collateral",
+        409: "conflicts with the current state; `errors` names what conflicts",
         413: f"the body is larger than {MAX_REQUEST_BYTES} bytes",
         415: "the body is not sent as application/json",
         422: "invalid input; `errors` names each field",
@@ -54,6 +56,14 @@ def openapi_document() -> dict[str, Any]:
             (docs.Lead, "serialization"),
             (docs.RejectionResult, "serialization"),
             (docs.Problem, "serialization"),
+            (SequenceDocument, "validation"),
+            (docs.ImportedSequence, "serialization"),
+            (docs.SequenceList, "serialization"),
+            (CollateralIn, "validation"),
+            (CollateralVersionIn, "validation"),
+            (ReviewIn, "validation"),
+            (docs.CollateralVersion, "serialization"),
+            (docs.CollateralDetail, "serialization"),
         ],
         ref_template=REF,
     )
@@ -122,6 +132,8 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            **_sequence_paths(),
+            **_collateral_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -142,6 +154,144 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+
+
+def _int_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+
+
+def _sequence_paths() -> dict[str, Any]:
+    sequence_id = _int_param("sequence_id")
+    document_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _ref("SequenceDocument")},
+            "application/yaml": {"schema": _ref("SequenceDocument")},
+        },
+    }
+    summary = _json("SequenceSummary", "the sequence")
+    return {
+        "/sequences": {
+            "post": {
+                "operationId": "importSequence",
+                "summary": "Import a sequence document (JSON or YAML), validated whole",
+                "description": (
+                    "A new key makes a new sequence; a changed document for a known key makes a "
+                    "new version (leads already enrolled stay on theirs); an unchanged document "
+                    "changes nothing (200). Errors name the path, e.g. "
+                    "`stages[1].steps[2].wait.duration`."
+                ),
+                "requestBody": document_body,
+                "responses": {
+                    "201": _json("ImportedSequence", "a new sequence or version"),
+                    "200": _json("ImportedSequence", "unchanged"),
+                    **_problems(*WRITE_ERRORS),
+                },
+            },
+            "get": {
+                "operationId": "listSequences",
+                "summary": "Every sequence with its status and versions",
+                "responses": {"200": _json("SequenceList", "the sequences"),
+                              **_problems(401, 403)},
+            },
+        },
+        "/sequences/{sequence_id}": {
+            "get": {
+                "operationId": "exportSequence",
+                "summary": "The sequence document, round-trippable (newest version by default)",
+                "parameters": [
+                    sequence_id,
+                    {"name": "version", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "format", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["json", "yaml"]}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the document",
+                        "content": {
+                            "application/json": {"schema": _ref("SequenceDocument")},
+                            "application/yaml": {"schema": _ref("SequenceDocument")},
+                        },
+                    },
+                    **_problems(401, 403, 404),
+                },
+            },
+        },
+        "/sequences/{sequence_id}/activate": {
+            "post": {
+                "operationId": "activateSequence",
+                "summary": "Make the newest version live",
+                "description": "409 names each step that features unapproved or expired collateral.",
+                "parameters": [sequence_id],
+                "responses": {"200": summary, **_problems(401, 403, 404, 409)},
+            },
+        },
+        "/sequences/{sequence_id}/pause": {
+            "post": {
+                "operationId": "pauseSequence",
+                "summary": "Stop new enrollments and sending until activated again",
+                "parameters": [sequence_id],
+                "responses": {"200": summary, **_problems(401, 403, 404, 409)},
+            },
+        },
+    }
+
+
+def _collateral_paths() -> dict[str, Any]:
+    key = {"name": "key", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,99}$"}}
+    version_id = _int_param("version_id")
+    version = _json("CollateralVersion", "the version")
+
+    def body(name: str, required: bool = True) -> dict[str, Any]:
+        return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
+
+    paths: dict[str, Any] = {
+        "/collateral": {
+            "post": {
+                "operationId": "createCollateral",
+                "summary": "A new asset; its first version is a draft",
+                "requestBody": body("CollateralIn"),
+                "responses": {"201": version, **_problems(*WRITE_ERRORS, 409)},
+            },
+        },
+        "/collateral/{key}": {
+            "get": {
+                "operationId": "getCollateral",
+                "summary": "An asset with every version and its approval history",
+                "parameters": [key],
+                "responses": {"200": _json("CollateralDetail", "the asset"),
+                              **_problems(401, 403, 404)},
+            },
+        },
+        "/collateral/{key}/versions": {
+            "post": {
+                "operationId": "addCollateralVersion",
+                "summary": "A new draft version of an asset",
+                "parameters": [key],
+                "requestBody": body("CollateralVersionIn"),
+                "responses": {"201": version, **_problems(*WRITE_ERRORS, 404)},
+            },
+        },
+    }
+    for action, who in (
+        ("submit", "a marketer submits a draft for sales approval"),
+        ("approve", "a sales approver approves a submitted version"),
+        ("request-changes", "a sales approver asks for changes (comment required)"),
+        ("retire", "take a version out of use; steps featuring it pause"),
+    ):
+        paths[f"/collateral/versions/{{version_id}}/{action}"] = {
+            "post": {
+                "operationId": f"{action.replace('-', '_')}Collateral",
+                "summary": who,
+                "parameters": [version_id],
+                "requestBody": body("ReviewIn", required=False),
+                "responses": {"200": version, **_problems(*WRITE_ERRORS, 404, 409)},
+            },
+        }
+    return paths
 
 
 @bp.get("/openapi.json")

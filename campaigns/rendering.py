@@ -1,0 +1,161 @@
+"""Rendering marketer-written emails: always in Jinja2's sandbox, HTML autoescaped.
+
+Templates come from a `TemplateStore` (the `email_templates/` folder by default; the admin's
+stored templates later): each email is `NAME/subject.txt`, `NAME/body.html`, `NAME/body.txt`,
+wrapped in the shared `layout/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import (
+    BaseLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    select_autoescape,
+)
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+PARTS = ("subject.txt", "body.html", "body.txt")
+LAYOUT = "layout"
+MAX_SUBJECT_LENGTH = 250
+"""Longest rendered subject; longer ones are cut (mail clients show far less)."""
+
+
+class TemplateStore(Protocol):
+    """Where email templates come from."""
+
+    def names(self) -> list[str]: ...
+
+    def source(self, name: str, part: str) -> str | None: ...
+
+
+class FolderTemplates:
+    """Templates shipped in a folder (by default the `email_templates` package)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or Path(str(files("email_templates")))
+
+    def names(self) -> list[str]:
+        return sorted(
+            p.name for p in self.root.iterdir()
+            if p.is_dir() and p.name != LAYOUT and (p / "body.html").is_file()
+        )
+
+    def source(self, name: str, part: str) -> str | None:
+        if part not in PARTS and not (name == LAYOUT and part in ("base.html", "base.txt")):
+            return None
+        if "/" in name or name.startswith("."):
+            return None
+        path = self.root / name / part
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+class _StoreLoader(BaseLoader):
+    def __init__(self, store: TemplateStore) -> None:
+        self.store = store
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str | None, Any]:
+        name, _, part = template.partition("/")
+        source = self.store.source(name, part)
+        if source is None:
+            raise TemplateNotFound(template)
+        return source, None, lambda: False
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+class TemplateProblem(ValueError):
+    """A template that does not exist, does not compile, or breaks the sandbox when rendered."""
+
+
+def make_environment(store: TemplateStore | None = None) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=_StoreLoader(store or FolderTemplates()),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+
+
+def render_email(
+    env: SandboxedEnvironment,
+    template: str,
+    context: dict[str, Any],
+    *,
+    subject: str | None = None,
+) -> RenderedEmail:
+    """Render subject, HTML and text of `template` inside the layout; raise TemplateProblem."""
+    try:
+        subject_source = subject
+        if subject_source is None:
+            subject_source = env.loader.get_source(env, f"{template}/subject.txt")[0]  # type: ignore[union-attr]
+        rendered_subject = _one_line(env.from_string(subject_source).render(context))
+        html_body = env.get_template(f"{template}/body.html").render(context)
+        text_body = env.get_template(f"{template}/body.txt").render(context)
+        layout_context = {**context, "subject": rendered_subject}
+        html = env.get_template(f"{LAYOUT}/base.html").render(
+            {**layout_context, "content": Markup(html_body)}
+        )
+        text = env.get_template(f"{LAYOUT}/base.txt").render(
+            {**layout_context, "content": text_body}
+        )
+    except TemplateNotFound as exc:
+        raise TemplateProblem(f"no template {exc.name!r}") from None
+    except TemplateSyntaxError as exc:
+        where = f"{exc.name}, " if exc.name else ""
+        raise TemplateProblem(f"{where}line {exc.lineno}: {exc.message}") from None
+    except TemplateError as exc:  # SecurityError, UndefinedError…
+        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+    return RenderedEmail(subject=rendered_subject, html=html, text=text)
+
+
+def _one_line(value: str) -> str:
+    """Subjects are headers: no line breaks (header injection), trimmed to a sane length."""
+    return " ".join(value.split())[:MAX_SUBJECT_LENGTH]
+
+
+def sample_context() -> dict[str, Any]:
+    """A full context with every field set: what validation renders each template with."""
+    return {
+        "lead": {
+            "email": "sam.sample@example.com", "first_name": "Sam", "last_name": "Sample",
+            "company": "Example Corp", "title": "Head of Operations", "industry": "Software",
+            "company_size": 250, "country": "DE", "timezone": "Europe/Berlin",
+            "source": "webinar", "attributes": {},
+        },
+        "sender": {
+            "name": "The Nurture team", "company": "Example Inc.",
+            "postal_address": "1 Sample Street, 10115 Berlin, Germany",
+        },
+        "collateral": [
+            {"key": "sample", "title": "Sample guide", "url": "https://example.com/guide",
+             "funnel_stage": "consideration"},
+        ],
+        "step": {"id": "sample", "stage": "sample"},
+        "unsubscribe_url": "https://example.com/u/sample",
+        "open_pixel_url": "https://example.com/t/o/sample",
+    }
+
+
+def check_template(env: SandboxedEnvironment, template: str, subject: str | None) -> str | None:
+    """Why `template` (with this subject) cannot be sent, or None when it renders cleanly."""
+    try:
+        render_email(env, template, sample_context(), subject=subject)
+    except TemplateProblem as exc:
+        return str(exc)
+    return None

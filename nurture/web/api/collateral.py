@@ -1,0 +1,126 @@
+"""Collateral and its sales approval over the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from sqlalchemy import select
+
+from campaigns import collateral as service
+from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
+from nurture.clock import utcnow
+from nurture.models import Collateral, CollateralVersion, Role
+from nurture.web import db_session
+from nurture.web.api import bp, current_actor, json_body, requires
+
+ANY_STAFF = (Role.ADMIN, Role.MARKETER, Role.SALES_APPROVER)
+
+
+def version_document(version: CollateralVersion, key: str) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "key": key,
+        "version": version.version,
+        "title": version.title,
+        "url": version.url,
+        "funnel_stage": version.funnel_stage.value,
+        "personas": version.personas,
+        "industries": version.industries,
+        "expires_on": version.expires_on.isoformat() if version.expires_on else None,
+        "status": version.status.value,
+        "created_at": version.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@bp.post("/collateral")
+@requires(Role.ADMIN, Role.MARKETER)
+def create_collateral() -> Any:
+    body = json_body(CollateralIn)
+    session = db_session()
+    fields = body.fields()
+    key = fields.pop("key")
+    version = service.create_collateral(session, key, fields, actor=current_actor(), now=utcnow())
+    document = version_document(version, key)
+    session.commit()
+    return document, 201
+
+
+@bp.post("/collateral/<key>/versions")
+@requires(Role.ADMIN, Role.MARKETER)
+def add_collateral_version(key: str) -> Any:
+    body = json_body(CollateralVersionIn)
+    session = db_session()
+    version = service.add_version(session, key, body.fields(), actor=current_actor(), now=utcnow())
+    document = version_document(version, key)
+    session.commit()
+    return document, 201
+
+
+@bp.get("/collateral/<key>")
+@requires(*ANY_STAFF)
+def get_collateral(key: str) -> Any:
+    session = db_session()
+    collateral = service.get_collateral(session, key)
+    versions = session.execute(
+        select(CollateralVersion)
+        .where(CollateralVersion.collateral_id == collateral.id)
+        .order_by(CollateralVersion.version.desc())
+    ).scalars().all()
+    return {
+        "key": collateral.key,
+        "versions": [
+            {
+                **version_document(v, key),
+                "history": [
+                    {"from": t.from_status.value if t.from_status else None,
+                     "to": t.to_status.value, "by": t.actor_email, "comment": t.comment,
+                     "at": t.at.isoformat().replace("+00:00", "Z")}
+                    for t in service.history(session, v.id)
+                ],
+            }
+            for v in versions
+        ],
+    }
+
+
+def _review(version_id: int, action: str) -> Any:
+    body = json_body(ReviewIn) if request.content_length else ReviewIn()
+    session = db_session()
+    version = service.transition(
+        session, version_id, action, actor=current_actor(), comment=body.comment,
+        now=utcnow(),
+    )
+    collateral = session.get(Collateral, version.collateral_id)
+    assert collateral is not None
+    document = version_document(version, collateral.key)
+    session.commit()
+    return document
+
+
+# One route per action, so the route table and the OpenAPI document name each one.
+# The roles here admit any staff token; the workflow decides who may do what (403 otherwise).
+
+
+@bp.post("/collateral/versions/<int:version_id>/submit")
+@requires(*ANY_STAFF)
+def submit_collateral(version_id: int) -> Any:
+    return _review(version_id, "submit")
+
+
+@bp.post("/collateral/versions/<int:version_id>/approve")
+@requires(*ANY_STAFF)
+def approve_collateral(version_id: int) -> Any:
+    return _review(version_id, "approve")
+
+
+@bp.post("/collateral/versions/<int:version_id>/request-changes")
+@requires(*ANY_STAFF)
+def request_collateral_changes(version_id: int) -> Any:
+    return _review(version_id, "request_changes")
+
+
+@bp.post("/collateral/versions/<int:version_id>/retire")
+@requires(*ANY_STAFF)
+def retire_collateral(version_id: int) -> Any:
+    return _review(version_id, "retire")
