@@ -90,11 +90,18 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def insert_ignoring_conflicts(session: Session, table: Any, *, index_elements: list[str]) -> Any:
-    """An INSERT … ON CONFLICT DO NOTHING for the session's dialect (SQLite or PostgreSQL)."""
+def insert_ignoring_conflicts(
+    session: Session, table: Any, *, index_elements: list[str], index_where: Any = None
+) -> Any:
+    """An INSERT … ON CONFLICT DO NOTHING for the session's dialect (SQLite or PostgreSQL).
+
+    `index_where` names a partial unique index by its predicate.
+    """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    return insert(table).on_conflict_do_nothing(
+        index_elements=index_elements, index_where=index_where
+    )

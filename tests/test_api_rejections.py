@@ -29,9 +29,10 @@ def test_rejection_creates_the_lead_records_why_and_puts_it_in_nurture(api, coun
     assert body["lead"]["email"] == "walter.skinner@example.com"
     assert body["lead"]["lifecycle_stage"] == "nurturing"
     assert body["lead"]["rejections"] == [body["rejection"]]
-    # routing to a sequence arrives with the drip engine; until then it says why not
+    # no sequence is active, so none takes it, and the answer says why
     assert body["enrollment"] is None
-    assert body["routing"] == {"enrolled": False, "reason": "no active sequence matches this rejection"}
+    assert body["routing"] == {"enrolled": False,
+                               "reason": "no active sequence takes rejection reason bad_timing"}
     assert (count(Lead), count(Rejection)) == (1, 1)
     assert count(LifecycleChange) == 2  # created, then lead → nurturing
 

@@ -16,13 +16,22 @@ from sqlalchemy.orm import Session
 
 from nurture.db import insert_ignoring_conflicts
 from nurture.errors import NotFound
-from nurture.models import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
+from nurture.models import (
+    Enrollment,
+    Lead,
+    LifecycleChange,
+    LifecycleStage,
+    Rejection,
+    RejectionReason,
+    Sequence,
+)
 
 RECENT_REJECTIONS = 50
 """How many of a lead's rejections its document lists, newest first."""
 
-NO_ROUTE_REASON = "no active sequence matches this rejection"
-"""Why a rejection has no enrollment while no sequence can take it."""
+RECENT_ENROLLMENTS = 50
+"""How many of a lead's enrollments its document lists, newest first."""
+
 
 
 @dataclass(frozen=True)
@@ -30,8 +39,6 @@ class RejectionOutcome:
     rejection: Rejection
     lead: Lead
     created: bool
-    enrollment: dict[str, Any] | None
-    routing_reason: str | None
 
 
 def upsert_lead(
@@ -147,10 +154,7 @@ def record_rejection(
 def _outcome(session: Session, rejection: Rejection, *, created: bool) -> RejectionOutcome:
     lead = session.get(Lead, rejection.lead_id)
     assert lead is not None
-    return RejectionOutcome(
-        rejection=rejection, lead=lead, created=created,
-        enrollment=None, routing_reason=NO_ROUTE_REASON,
-    )
+    return RejectionOutcome(rejection=rejection, lead=lead, created=created)
 
 
 MAX_ID = 2**63 - 1
@@ -200,16 +204,42 @@ def lead_document(session: Session, lead: Lead) -> dict[str, Any]:
         "lifecycle_stage": lead.lifecycle_stage.value,
         "created_at": _iso(lead.created_at),
         "updated_at": _iso(lead.updated_at),
-        # scoring, enrollments, handoffs and events are filled in by their own issues
+        # scoring, handoffs and events are filled in by their own parts
         "score": {
             "total": 0, "fit": 0, "engagement": 0, "model_version": None, "explanation": [],
         },
-        "enrollments": [],
+        "enrollments": [
+            enrollment_document(e, s)
+            for e, s in session.execute(
+                select(Enrollment, Sequence)
+                .join(Sequence, Sequence.id == Enrollment.sequence_id)
+                .where(Enrollment.lead_id == lead.id)
+                .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+                .limit(RECENT_ENROLLMENTS)
+            ).all()
+        ],
         "handoffs": [],
         "rejections": [rejection_document(r) for r in rejections],
         "events": [],
     }
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+def enrollment_document(enrollment: Enrollment, sequence: Sequence) -> dict[str, Any]:
+    """An enrollment as the API shows it (in the lead, and in a rejection's answer)."""
+    return {
+        "id": enrollment.id,
+        "sequence_id": sequence.id,
+        "sequence_key": sequence.key,
+        "sequence_name": sequence.name,
+        "version_id": enrollment.version_id,
+        "status": enrollment.status.value,
+        "step_id": enrollment.step_id,
+        "next_due_at": _iso(enrollment.next_due_at),
+        "enrolled_at": _iso(enrollment.enrolled_at),
+        "finished_at": _iso(enrollment.finished_at),
+        "exit_reason": enrollment.exit_reason,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

@@ -58,10 +58,24 @@ class Lead(Closed):
     created_at: datetime
     updated_at: datetime
     score: Score
-    enrollments: list[dict[str, Any]]
+    enrollments: list[Enrollment]
     handoffs: list[dict[str, Any]]
     rejections: list[Rejection]
     events: list[dict[str, Any]]
+
+
+class Enrollment(Closed):
+    id: int
+    sequence_id: int
+    sequence_key: str
+    sequence_name: str
+    version_id: int
+    status: Literal["scheduled", "active", "held", "completed", "exited"]
+    step_id: str | None
+    next_due_at: datetime | None
+    enrolled_at: datetime
+    finished_at: datetime | None
+    exit_reason: str | None
 
 
 class Routing(Closed):
@@ -72,7 +86,7 @@ class Routing(Closed):
 class RejectionResult(Closed):
     rejection: Rejection
     lead: Lead
-    enrollment: dict[str, Any] | None
+    enrollment: Enrollment | None
     routing: Routing
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import request
 
+from campaigns.intake import reject_lead
 from nurture.clock import utcnow
 from nurture.fields import normalize_email
 from nurture.leads import services
@@ -34,20 +35,20 @@ def create_lead() -> Any:
 def create_rejection() -> Any:
     body = json_body(RejectionIn)
     session = db_session()
-    outcome = services.record_rejection(
+    intake = reject_lead(
         session, body.lead.email, body.lead.fields(),
         rep_email=body.rep_email, reason=body.reason, note=body.note,
         revisit_on=body.revisit_on, crm_id=body.crm_id, rejected_at=body.rejected_at,
         now=utcnow(),
     )
     document = {
-        "rejection": services.rejection_document(outcome.rejection),
-        "lead": services.lead_document(session, outcome.lead),
-        "enrollment": outcome.enrollment,
-        "routing": {"enrolled": outcome.enrollment is not None, "reason": outcome.routing_reason},
+        "rejection": services.rejection_document(intake.rejection),
+        "lead": services.lead_document(session, services.get_lead(session, intake.lead_id)),
+        "enrollment": intake.enrollment,
+        "routing": {"enrolled": intake.enrollment is not None, "reason": intake.routing_reason},
     }
     session.commit()
-    return document, 201 if outcome.created else 200
+    return document, 201 if intake.created else 200
 
 
 @bp.get("/leads/<int:lead_id>")

@@ -1,0 +1,62 @@
+"""Intake into nurture: a rejection is recorded, then routed to a sequence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.routing import route_lead
+from nurture.leads import services as leads
+from nurture.models import Enrollment, Rejection, RejectionReason, Sequence
+
+
+@dataclass(frozen=True)
+class Intake:
+    rejection: Rejection
+    lead_id: int
+    created: bool
+    enrollment: dict[str, Any] | None
+    routing_reason: str | None
+
+
+def reject_lead(
+    session: Session,
+    email: str,
+    lead_fields: dict[str, Any],
+    *,
+    rep_email: str,
+    reason: RejectionReason,
+    note: str | None = None,
+    revisit_on: date | None = None,
+    crm_id: str | None = None,
+    rejected_at: datetime | None = None,
+    now: datetime,
+) -> Intake:
+    """Record the rejection and enroll the lead in the first sequence that takes it.
+
+    A retried rejection (same `crm_id`) answers with what the first one got, changing nothing.
+    """
+    outcome = leads.record_rejection(
+        session, email, lead_fields, rep_email=rep_email, reason=reason, note=note,
+        revisit_on=revisit_on, crm_id=crm_id, rejected_at=rejected_at, now=now,
+    )
+    if not outcome.created:
+        row = session.execute(
+            select(Enrollment, Sequence)
+            .join(Sequence, Sequence.id == Enrollment.sequence_id)
+            .where(Enrollment.rejection_id == outcome.rejection.id)
+        ).first()
+        document = leads.enrollment_document(*row) if row else None
+        return Intake(outcome.rejection, outcome.lead.id, False, document,
+                      None if row else "no sequence took this rejection when it was recorded")
+    routed = route_lead(session, outcome.lead, rejection=outcome.rejection, now=now)
+    document = None
+    if routed.enrollment is not None:
+        sequence = session.get(Sequence, routed.enrollment.sequence_id)
+        assert sequence is not None
+        document = leads.enrollment_document(routed.enrollment, sequence)
+    return Intake(outcome.rejection, outcome.lead.id, True, document, routed.reason)
