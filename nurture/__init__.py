@@ -38,8 +38,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from nurture.web import api, health
+    from nurture.web import api, health, tracking
 
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(tracking.bp)
     return app

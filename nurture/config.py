@@ -13,6 +13,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,7 +52,18 @@ ENV_NAMES = (
     "POSTMARK_WEBHOOK_PASSWORD",
     "SES_SNS_TOPIC_ARNS",
     "SES_SNS_CERTIFICATES",
+    "NURTURE_COMPANY_NAME",
+    "NURTURE_POSTAL_ADDRESS",
+    "NURTURE_TIMEZONE",
+    "NURTURE_MAIL_PROVIDER",
+    "NURTURE_FREQUENCY_CAP",
 )
+
+MAIL_PROVIDERS = ("none", "sendgrid", "mailgun", "postmark", "ses")
+"""Relays whose header for `nurture_message_id` Nurture knows (NURTURE_MAIL_PROVIDER)."""
+
+DEFAULT_FREQUENCY_CAP = "2/P7D"
+"""At most this many nurture emails per lead per period, across all sequences."""
 
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 
@@ -83,6 +95,11 @@ class Settings:
     postmark_webhook_password: str | None = None
     ses_sns_topic_arns: tuple[str, ...] = field(default_factory=tuple)
     ses_sns_certificates: Path | None = None
+    company_name: str = "Nurture"
+    postal_address: str = "Postal address not set (NURTURE_POSTAL_ADDRESS)"
+    timezone: str = "UTC"
+    mail_provider: str = "none"
+    frequency_cap: tuple[int, timedelta] = (2, timedelta(days=7))
 
     @property
     def is_sqlite(self) -> bool:
@@ -126,6 +143,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postmark_webhook_password=pm_password,
         ses_sns_topic_arns=_topic_arns(get("SES_SNS_TOPIC_ARNS")),
         ses_sns_certificates=_directory("SES_SNS_CERTIFICATES", get("SES_SNS_CERTIFICATES")),
+        company_name=get("NURTURE_COMPANY_NAME") or "Nurture",
+        postal_address=get("NURTURE_POSTAL_ADDRESS") or Settings.postal_address,
+        timezone=_timezone(get("NURTURE_TIMEZONE") or "UTC"),
+        mail_provider=_choice("NURTURE_MAIL_PROVIDER", get("NURTURE_MAIL_PROVIDER") or "none",
+                              MAIL_PROVIDERS),
+        frequency_cap=_frequency_cap(get("NURTURE_FREQUENCY_CAP") or DEFAULT_FREQUENCY_CAP),
     )
 
 
@@ -161,6 +184,37 @@ def instance_secret_key(instance_path: Path) -> str:
     if len(key) < 32:
         raise SettingsError("SECRET_KEY", f"the generated key in {path} is damaged; delete it")
     return key
+
+
+def _timezone(value: str) -> str:
+    import zoneinfo
+
+    if value not in zoneinfo.available_timezones():
+        raise SettingsError("NURTURE_TIMEZONE", f"{value!r} is not an IANA time zone")
+    return value
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SettingsError(name, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _frequency_cap(value: str) -> tuple[int, timedelta]:
+    """`N/PERIOD`, e.g. `2/P7D`: at most N emails per lead in any such period."""
+    import isodate
+
+    count, _, period = value.partition("/")
+    try:
+        number = int(count)
+        span = isodate.parse_duration(period)
+    except (ValueError, isodate.ISO8601Error):
+        number, span = 0, timedelta(0)
+    if not isinstance(span, timedelta) or number < 1 or span <= timedelta(0):
+        raise SettingsError(
+            "NURTURE_FREQUENCY_CAP", f"{value!r} is not N/PERIOD, e.g. 2/P7D (days or less)"
+        )
+    return number, span
 
 
 def sqlite_path(database_url: str) -> Path | None:

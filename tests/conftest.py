@@ -184,3 +184,45 @@ def count(db: Database) -> Callable[[type], int]:
             return session.execute(select(func.count()).select_from(model)).scalar_one()
 
     return count_rows
+
+
+class SmtpSink:
+    """aiosmtpd handler keeping every message; `refuse` makes it answer DATA with an error."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.messages: list[Any] = []
+        self.refuse: str | None = None
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        from email import message_from_bytes, policy
+
+        if self.refuse:
+            return self.refuse
+        with self._lock:
+            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+    def by_header(self, name: str) -> dict[str, list[Any]]:
+        grouped: dict[str, list[Any]] = {}
+        for message in list(self.messages):
+            grouped.setdefault(str(message[name]), []).append(message)
+        return grouped
+
+
+@pytest.fixture()
+def smtp_server() -> Iterator[tuple[SmtpSink, str]]:
+    """A real SMTP server on a loopback port: (sink, SMTP_URL)."""
+    from aiosmtpd.controller import Controller
+
+    from nurture.embedded_redis import free_port
+
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield sink, f"smtp://127.0.0.1:{controller.port}"
+    finally:
+        controller.stop()

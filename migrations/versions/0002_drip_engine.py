@@ -284,8 +284,8 @@ def upgrade() -> None:
             "ix_enrollments_due",
             ["next_due_at"],
             unique=False,
-            postgresql_where=sa.text("status IN ('scheduled', 'active')"),
-            sqlite_where=sa.text("status IN ('scheduled', 'active')"),
+            postgresql_where=sa.text("status IN ('scheduled', 'active', 'held')"),
+            sqlite_where=sa.text("status IN ('scheduled', 'active', 'held')"),
         )
         batch_op.create_index("ix_enrollments_lead_id", ["lead_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_enrollments_version_id"), ["version_id"], unique=False)

@@ -83,11 +83,11 @@ class Enrollment(Base):
 
     __tablename__ = "enrollments"
     __table_args__ = (
-        # the dispatcher's query: due rows of live enrollments, oldest first
+        # the dispatcher's query: due rows of live enrollments (held ones are rechecked), oldest first
         Index(
             "ix_enrollments_due", "next_due_at",
-            postgresql_where=text("status IN ('scheduled', 'active')"),
-            sqlite_where=text("status IN ('scheduled', 'active')"),
+            postgresql_where=text("status IN ('scheduled', 'active', 'held')"),
+            sqlite_where=text("status IN ('scheduled', 'active', 'held')"),
         ),
         # a lead is never enrolled twice in the same sequence at once
         Index(

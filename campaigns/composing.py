@@ -1,0 +1,122 @@
+"""Composing an email for one step: render, track links, inline CSS, set the headers.
+
+Every link in the HTML becomes a signed click-tracking URL whose destination is recorded on
+the message (so a click can only go where we sent it); the open pixel, a visible unsubscribe
+link, `List-Unsubscribe` with `List-Unsubscribe-Post` (RFC 8058) and the sender's postal
+address are always there. The message carries its `nurture_message_id` to the provider in
+the header the configured relay reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from typing import Any
+
+import css_inline
+import lxml.html
+
+from campaigns.rendering import RenderedEmail
+
+TRACKED_SCHEMES = ("http://", "https://")
+"""Only web links are tracked; mailto:, tel: and anchors are left as they are."""
+
+PROVIDER_HEADERS = ("sendgrid", "mailgun", "postmark", "ses", "none")
+"""Relays whose header for our message id is known (NURTURE_MAIL_PROVIDER)."""
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    address: str
+    company: str
+    postal_address: str
+    base_url: str
+    provider: str = "none"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where tracked links point, by number; stored on the message at send time."""
+
+    destinations: dict[str, dict[str, Any]]
+
+
+def track_links(
+    html: str,
+    click_url: Any,
+    collateral_urls: dict[str, int],
+    *,
+    untracked_prefixes: tuple[str, ...] = (),
+) -> tuple[str, Links]:
+    """Rewrite each web link (`<a href>`) to `click_url(n)`; `collateral_urls` maps a URL to
+    its collateral version. Links starting with `untracked_prefixes` (our own unsubscribe
+    page) are left alone, and so are images (the open pixel)."""
+    document = lxml.html.document_fromstring(html)
+    destinations: dict[str, dict[str, Any]] = {}
+    by_url: dict[str, int] = {}
+    for element, attribute, url, _ in list(document.iterlinks()):
+        if element.tag != "a" or attribute != "href":
+            continue
+        if not url.startswith(TRACKED_SCHEMES) or url.startswith(untracked_prefixes):
+            continue
+        if url not in by_url:
+            number = len(by_url)
+            by_url[url] = number
+            destinations[str(number)] = {"url": url,
+                                         "collateral_version_id": collateral_urls.get(url)}
+        element.set("href", click_url(by_url[url]))
+    out = lxml.html.tostring(document, encoding="unicode", doctype="<!DOCTYPE html>")
+    return out, Links(destinations)
+
+
+def inline_css(html: str) -> str:
+    return css_inline.inline(html)
+
+
+def build_message(
+    *,
+    sender: Sender,
+    to_address: str,
+    to_name: str | None,
+    rendered: RenderedEmail,
+    html: str,
+    message_id: str,
+    unsubscribe_url: str,
+) -> EmailMessage:
+    """The MIME message: text and HTML alternatives, and every header the recipient is owed."""
+    message = EmailMessage()
+    message["From"] = formataddr((sender.name, sender.address))
+    message["To"] = formataddr((to_name or "", to_address))
+    message["Subject"] = rendered.subject
+    message["Date"] = formatdate(localtime=False)
+    domain = sender.address.rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(idstring=message_id, domain=domain)
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["X-Nurture-Message-Id"] = message_id
+    for name, value in provider_headers(sender.provider, message_id).items():
+        message[name] = value
+    message.set_content(rendered.text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def provider_headers(provider: str, message_id: str) -> dict[str, str]:
+    """How each relay is told our id, so its webhooks send `nurture_message_id` back."""
+    if provider == "sendgrid":
+        return {"X-SMTPAPI": json.dumps({"unique_args": {"nurture_message_id": message_id}})}
+    if provider == "mailgun":
+        return {"X-Mailgun-Variables": json.dumps({"nurture_message_id": message_id})}
+    if provider == "postmark":
+        return {"X-PM-Metadata-nurture_message_id": message_id}
+    if provider == "ses":
+        return {"X-SES-MESSAGE-TAGS": f"nurture_message_id={message_id}"}
+    return {}
+
+
+def sender_from(mail_from: str, **kwargs: Any) -> Sender:
+    name, address = parseaddr(mail_from)
+    return Sender(name=name or address, address=address, **kwargs)

@@ -1,0 +1,1 @@
+"""Tracking: provider webhook adapters (verify and normalise) and open/click/unsubscribe tokens."""
