@@ -29,8 +29,10 @@ from datetime import datetime, timedelta
 from redis import Redis
 from redis.exceptions import RedisError
 
+from campaigns.dispatch import claim_due
 from nurture.clock import utcnow
 from nurture.db import Database
+from workers.queues import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,31 @@ def record_heartbeat(tick: Tick) -> None:
     )
 
 
+SEND_BATCH = 100
+"""Enrollments per sending job: one fork and one SMTP connection serve a whole batch."""
+
+
+def dispatch_due_steps(tick: Tick) -> None:
+    """Claim the enrollments that are due and enqueue them in batches of `SEND_BATCH`.
+
+    The claim is committed before anything is enqueued; if Redis loses the jobs, the claims
+    lapse and the rows are claimed again, so nothing due is lost and nothing runs twice at once.
+    """
+    with tick.database.session_scope() as session:
+        ids = claim_due(session, now=tick.now)
+    stamp = int(tick.now.timestamp() * 1000)
+    for start in range(0, len(ids), SEND_BATCH):
+        batch = ids[start : start + SEND_BATCH]
+        enqueue(tick.redis, "send_due_steps", ",".join(map(str, batch)),
+                key=(batch[0], len(batch), stamp))
+    if ids:
+        log.info("dispatched %d due enrollment(s) in %d job(s)", len(ids),
+                 -(-len(ids) // SEND_BATCH))
+
+
 PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("heartbeat", timedelta(0), record_heartbeat),
+    PeriodicTask("due_steps", timedelta(0), dispatch_due_steps),
 )
 """The dispatcher's work, as data. Due drip steps, SLA timers and retries get their rows here."""
 

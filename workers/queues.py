@@ -74,6 +74,14 @@ JOB_KINDS: Mapping[str, JobKind] = {
             name="ping", function="workers.worker.ping", queue=QueueName.DEFAULT,
             timeout_s=10, result_ttl_s=10 * MINUTE, failure_ttl_s=DAY,
         ),
+        # A batch of claimed enrollments: their due steps, emails sent through the messenger.
+        # No RQ retry: a failed batch's claims lapse (campaigns.dispatch.CLAIM_LEASE, longer
+        # than this timeout) and the dispatcher claims the rows again from the database.
+        JobKind(
+            name="send_due_steps", function="workers.jobs.send_due_steps",
+            queue=QueueName.SENDING, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
+            failure_ttl_s=7 * DAY,
+        ),
     )
 }
 """Every job kind the project enqueues. A new job gets its row here, not arguments elsewhere."""
