@@ -18,6 +18,7 @@ import json
 import multiprocessing
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -407,16 +408,21 @@ def _checked_batches(
         for batch in _batches(records):
             yield _check_batch(columns, batch)
         return
-    # fork: workers start at once and inherit the loaded schemas; they never touch the
-    # database connection they inherit, and leave with os._exit
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending: deque[Any] = deque()
+    # fork: workers start at once with the schemas loaded and the domain memo in place; they
+    # never touch the database connection they inherit. An executor, not a Pool: when reading
+    # stops early, shutdown cancels what has not started instead of killing workers that a
+    # feeder thread may be blocked on, and a worker that dies raises instead of hanging.
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pending: deque[Future[_Checked]] = deque()
+    try:
         for batch in _batches(records):
-            pending.append(pool.apply_async(_check_batch, (columns, batch)))
+            pending.append(executor.submit(_check_batch, columns, batch))
             if len(pending) > 2 * workers:  # bounded read-ahead keeps memory flat
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 # Writing: one function per dialect, each (session, now) -> write(leads) -> (created, updated).
