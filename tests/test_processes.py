@@ -282,8 +282,8 @@ def test_serve_answers_and_stops_on_sigterm(nurture, service_env, app):
     assert_all_gone(workers)
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_worker_runs_jobs_and_stops_on_sigterm(nurture, service_env, app, processes):
+@pytest.mark.parametrize(("processes", "signum"), [(1, signal.SIGTERM), (2, signal.SIGINT)])
+def test_worker_runs_jobs_and_stops_on_a_signal(nurture, service_env, app, processes, signum):
     connection = redis_connection(service_env["REDIS_URL"])
     worker = nurture("worker", "--processes", str(processes), env=clean_env(**service_env))
     worker.wait_for(r"Listening on notify, scoring, engagement, sending, intake, default")
@@ -294,7 +294,7 @@ def test_worker_runs_jobs_and_stops_on_sigterm(nurture, service_env, app, proces
     assert job.return_value() == f"pong w{processes}"
     forked = worker.descendants()
 
-    assert worker.stop(signal.SIGTERM) < STOP_TIMEOUT_S
+    assert worker.stop(signum) < STOP_TIMEOUT_S
     assert worker.popen.returncode == 0, worker.output
     assert_all_gone(forked)
 
