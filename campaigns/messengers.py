@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from pathlib import Path
@@ -102,7 +101,7 @@ class SmtpMessenger:
             # the server answered with an error: it did not take the message
             raise SendRefused(f"{exc.smtp_code} {exc.smtp_error!r}",
                               permanent=exc.smtp_code >= 500) from None
-        except (smtplib.SMTPServerDisconnected, socket.timeout, OSError) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             # the data may have been handed over before the line went quiet
             raise SendUnknown(f"connection lost while sending: {exc}") from None

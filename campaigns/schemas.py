@@ -10,7 +10,6 @@ from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, S
 from nurture.fields import forbid_nul
 from nurture.models import FunnelStage
 
-
 Label = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(forbid_nul),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from nurture.db import make_engine
 from nurture.models import Base
 

@@ -318,8 +318,8 @@ def test_retired_collateral_holds_the_step_and_a_new_approval_releases_it(db, cl
     assert "guide-v2" not in sink.messages[0].get_body(("html",)).get_content()  # tracked
     with db.session_scope() as session:
         assert session.get(Enrollment, enrollment_id).status == EnrollmentStatus.ACTIVE
-        assert list(session.execute(select(Message.links)).scalar_one().values())[0]["url"] == \
-            "https://cdn.example.com/guide-v2"
+        links = session.execute(select(Message.links)).scalar_one()
+        assert next(iter(links.values()))["url"] == "https://cdn.example.com/guide-v2"
 
 
 def test_scheduled_enrollments_start_on_revisit_day(db, clock, sending):

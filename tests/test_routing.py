@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select

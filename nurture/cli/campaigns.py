@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-
 from pathlib import Path
 
 import click
@@ -122,9 +121,9 @@ def collateral() -> None:
 @with_appcontext
 def create_collateral(key: str, title: str, url: str, funnel_stage: str, expires_on) -> None:  # type: ignore[no-untyped-def]
     """Create an asset (its first version is a draft)."""
-    from campaigns.schemas import CollateralIn
     from pydantic import ValidationError
 
+    from campaigns.schemas import CollateralIn
     from nurture.fields import field_errors
 
     try:

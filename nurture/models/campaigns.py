@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nurture.models.base import Base, BigId, email_str, id_pk, json_object, short_str, str_enum
+from nurture.models.base import Base, BigId, email_str, id_pk, short_str, str_enum
 
 
 class SequenceStatus(enum.StrEnum):

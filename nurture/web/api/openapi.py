@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from nurture import MAX_REQUEST_BYTES
 from campaigns.documents import SequenceDocument
 from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
+from nurture import MAX_REQUEST_BYTES
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.web.api import bp, docs
 
