@@ -46,7 +46,7 @@ class EmbeddedRedis:
 
     def start(self) -> EmbeddedRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.workdir / "redis.log", "ab")  # handed to the child, closed below
         self.process = subprocess.Popen(
             [
                 redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
