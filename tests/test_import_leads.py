@@ -482,11 +482,15 @@ def test_rows_are_checked_exactly_as_the_api_checks_them(runner, db, tmp_path):
     assert len(errors) > len(CHECKED_ADDRESSES)  # many rows were refused, in both columns
 
 
-def test_the_report_is_never_the_input_and_an_old_report_is_cleared(runner, tmp_path):
-    path = write_rows(tmp_path / "leads.csv", [row("bad")])
-    refused = import_file(runner, path, "--errors", str(path))
+def test_the_report_path_is_checked_first_and_an_old_report_is_cleared(runner, count, tmp_path):
+    path = write_rows(tmp_path / "leads.csv", [row("bad"), row("good@example.com")])
+    refused = import_file(runner, path, "--skip-invalid", "--errors", str(path))
     assert refused.exit_code == 2 and "cannot be the file being imported" in refused.output
     assert path.read_text(encoding="utf-8").startswith("email,")
+    nowhere = import_file(runner, path, "--skip-invalid", "--errors",
+                          str(tmp_path / "missing" / "report.csv"))
+    assert nowhere.exit_code == 2 and "no folder" in nowhere.output
+    assert count(Lead) == 0
 
     assert import_file(runner, path).exit_code == 1
     assert (tmp_path / "leads.errors.csv").exists()

@@ -98,6 +98,8 @@ def import_leads(path: Path, skip_invalid: bool, errors_path: Path | None,
     report_path = errors_path or path.with_name(f"{path.stem}.errors.csv")
     if report_path.resolve() == path.resolve():
         raise click.UsageError("the error report cannot be the file being imported")
+    if not report_path.parent.is_dir():
+        raise click.UsageError(f"no folder {report_path.parent} for the error report")
     size = path.stat().st_size
     if workers is None:
         workers = importer.default_workers(size, os.cpu_count())

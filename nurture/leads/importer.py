@@ -60,6 +60,9 @@ DOMAIN_CACHE_SIZE = 20_000
 POOL_MIN_BYTES = 4 * 1024 * 1024
 """Files smaller than this are checked in this process: starting workers costs more."""
 
+MAX_WORKERS = 4
+"""Checking processes at most: past that, the database and this process are the bottleneck."""
+
 IMPORT_CAUSE = "imported"
 """The cause recorded in the lifecycle history of each lead a file creates."""
 
@@ -98,7 +101,7 @@ def default_workers(size_bytes: int, cpus: int | None) -> int:
     """How many processes should check the rows of a file of this size (0: this one)."""
     if size_bytes < POOL_MIN_BYTES or not cpus or cpus < 2:
         return 0
-    return min(cpus, 4)
+    return min(cpus, MAX_WORKERS)
 
 
 def import_leads(
@@ -343,7 +346,7 @@ def _check_batch(columns: tuple[str, ...], records: list[Record]) -> _Checked:
         data: dict[str, Any] = {}
         attributes: dict[str, str] = {}
         problems: list[tuple[str, str]] = []
-        for name, cell in zip(columns, cells):
+        for name, cell in zip(columns, cells, strict=False):  # a count mismatch is reported below
             value = cell.strip()
             if not value:
                 continue  # an empty cell means "not given"
@@ -497,7 +500,7 @@ def _sqlite_writer(
             existing.update({row.email: row for row in session.execute(query)})
         fresh, changed, updated = [], [], 0
         for lead in leads:
-            given = dict(zip(_STAGING_COLUMNS, lead))
+            given = dict(zip(_STAGING_COLUMNS, lead, strict=True))
             attributes = json.loads(given["attributes"]) if given["attributes"] else {}
             old = existing.get(given["email"])
             if old is None:
