@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 from nurture.clock import utcnow
 from nurture.errors import InvalidInput
+from nurture.fields import field_errors
 from nurture.leads import importer
-from nurture.leads.schemas import LeadIn, field_errors
+from nurture.leads.schemas import LeadIn
 from nurture.leads.services import upsert_lead
 from nurture.models import Lead, LifecycleChange, LifecycleStage
 

@@ -30,7 +30,8 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.errors import InvalidInput
-from nurture.leads.schemas import Email, LeadIn, field_errors
+from nurture.fields import field_errors
+from nurture.leads.schemas import Email, LeadIn
 from nurture.models import Lead, LifecycleChange, LifecycleStage
 
 ATTRIBUTE_PREFIX = "attributes."
@@ -304,6 +305,7 @@ def _domain_checks_remembered() -> Iterator[None]:
         yield
     finally:
         module.validate_email_domain_name = check
+
 
 _owner_emails: dict[str, str] = {}
 
