@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from campaigns.routing import route_lead
 from nurture.leads import services as leads
-from nurture.models import Enrollment, Rejection, RejectionReason, Sequence
+from nurture.errors import Conflict
+from nurture.models import Enrollment, LifecycleStage, Rejection, RejectionReason, Sequence
 
 
 @dataclass(frozen=True)
 class Intake:
-    rejection: Rejection
+    rejection: Rejection | None
     lead_id: int
     created: bool
     enrollment: dict[str, Any] | None
@@ -60,3 +61,22 @@ def reject_lead(
         assert sequence is not None
         document = leads.enrollment_document(routed.enrollment, sequence)
     return Intake(outcome.rejection, outcome.lead.id, True, document, routed.reason)
+
+
+NOT_READY_FROM = (LifecycleStage.LEAD, LifecycleStage.MQL, LifecycleStage.NURTURING)
+"""Stages from which a lead may be put into nurture as not ready (not while sales holds it)."""
+
+
+def nurture_not_ready(session: Session, lead_id: int, *, now: datetime) -> Intake:
+    """A lead that is not ready for sales: into nurture, routed to a sequence for not-ready leads."""
+    lead = leads.get_lead(session, lead_id)
+    if lead.lifecycle_stage not in NOT_READY_FROM:
+        raise Conflict(f"lead {lead.id} is {lead.lifecycle_stage.value}; sales holds it")
+    leads.change_stage(session, lead, LifecycleStage.NURTURING, cause="not_ready", now=now)
+    routed = route_lead(session, lead, rejection=None, now=now)
+    document = None
+    if routed.enrollment is not None:
+        sequence = session.get(Sequence, routed.enrollment.sequence_id)
+        assert sequence is not None
+        document = leads.enrollment_document(routed.enrollment, sequence)
+    return Intake(None, lead.id, routed.enrollment is not None, document, routed.reason)

@@ -20,7 +20,15 @@ from campaigns.documents import EmailStep, SequenceDocument, check_structure
 from campaigns.rendering import TemplateStore, check_template, make_environment
 from nurture.errors import Conflict, InvalidInput, NotFound
 from nurture.fields import field_errors
-from nurture.models import Collateral, Sequence, SequenceStatus, SequenceVersion
+from nurture.models import (
+    LIVE_ENROLLMENT,
+    Collateral,
+    Enrollment,
+    EnrollmentEvent,
+    Sequence,
+    SequenceStatus,
+    SequenceVersion,
+)
 
 
 @dataclass(frozen=True)
@@ -184,9 +192,14 @@ def pause_sequence(session: Session, sequence_id: int, *, now: datetime) -> Sequ
     return sequence
 
 
-def sequence_summary(session: Session, sequence: Sequence) -> dict[str, Any]:
+def sequence_summary(
+    session: Session, sequence: Sequence, *, today: date | None = None
+) -> dict[str, Any]:
+    """The sequence's state, with each live step that is paused and why (retired, expired or
+    unapproved collateral): leads reaching such a step wait there until it can be sent."""
     latest = latest_version(session, sequence.id)
     active = session.get(SequenceVersion, sequence.active_version_id) if sequence.active_version_id else None
+    paused = activation_problems(session, active, today=today) if active and today else {}
     return {
         "id": sequence.id,
         "key": sequence.key,
@@ -196,4 +209,43 @@ def sequence_summary(session: Session, sequence: Sequence) -> dict[str, Any]:
         "latest_version": latest.version if latest else None,
         "active_version": active.version if active else None,
         "updated_at": sequence.updated_at.isoformat().replace("+00:00", "Z"),
+        "paused_steps": paused,
     }
+
+
+def migrate_enrollments(
+    session: Session, sequence_id: int, from_version: int, *, now: datetime
+) -> dict[str, Any]:
+    """Move the live enrollments of an older version onto the live one, step for step.
+
+    An enrollment moves when its current step exists (same id) in the live version; the rest
+    stay on their version and are listed with why, so nothing is moved by guesswork.
+    """
+    sequence = get_sequence(session, sequence_id)
+    if sequence.active_version_id is None:
+        raise Conflict(f"sequence {sequence.key!r} has no live version to move to")
+    source = get_version(session, sequence.id, from_version)
+    target = session.get(SequenceVersion, sequence.active_version_id)
+    assert target is not None
+    if source.id == target.id:
+        raise Conflict(f"version {from_version} is the live version already")
+    target_steps = set(SequenceDocument.model_validate(target.document).step_ids())
+    moved, stayed = 0, []
+    live = session.execute(
+        select(Enrollment).where(Enrollment.version_id == source.id,
+                                 Enrollment.status.in_(LIVE_ENROLLMENT)).with_for_update()
+    ).scalars().all()
+    for enrollment in live:
+        if enrollment.step_id is not None and enrollment.step_id not in target_steps:
+            stayed.append({"enrollment_id": enrollment.id,
+                           "reason": f"step {enrollment.step_id!r} is not in version {target.version}"})
+            continue
+        enrollment.version_id = target.id
+        session.add(EnrollmentEvent(
+            enrollment_id=enrollment.id, step_id=enrollment.step_id, kind="migrated",
+            detail=f"version {source.version} -> {target.version}", at=now,
+        ))
+        moved += 1
+    session.flush()
+    return {"from_version": source.version, "to_version": target.version, "moved": moved,
+            "stayed": stayed}

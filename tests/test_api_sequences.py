@@ -204,3 +204,41 @@ def test_unknown_sequence_is_404(marketer):
     assert marketer.get("/api/v1/sequences/4242").status_code == 404
     assert marketer.post("/api/v1/sequences/4242/activate").status_code == 404
     assert marketer.get("/api/v1/sequences/1?version=9").status_code == 404
+
+
+def test_retired_collateral_shows_the_paused_steps_of_a_live_sequence(marketer, db, client, make_token):
+    make_collateral(db)
+    created = marketer.post("/api/v1/sequences", json=MINIMAL).json
+    marketer.post(f"/api/v1/sequences/{created['id']}/activate")
+    assert marketer.get("/api/v1/sequences").json["sequences"][0]["paused_steps"] == {}
+    version_id = marketer.get("/api/v1/collateral/planning-guide").json["versions"][0]["id"]
+    assert marketer.post(f"/api/v1/collateral/versions/{version_id}/retire").status_code == 200
+    listed = marketer.get("/api/v1/sequences").json["sequences"][0]
+    assert listed["status"] == "active"
+    assert listed["paused_steps"] == {
+        "stages[0].steps[0] (hello)": ["collateral 'planning-guide' is retired"]
+    }
+
+
+def test_enrolled_leads_move_to_a_new_version_only_by_explicit_migration(marketer, api, db):
+    make_collateral(db)
+    created = marketer.post("/api/v1/sequences", json=MINIMAL).json
+    marketer.post(f"/api/v1/sequences/{created['id']}/activate")
+    enrollment = api.post("/api/v1/rejections", json={
+        "lead": {"email": "m@example.com"}, "rep_email": "r@example.com", "reason": "bad_timing",
+    }).json["enrollment"]
+    edited = copy.deepcopy(MINIMAL)
+    edited["stages"][0]["steps"][1]["duration"] = "PT20S"
+    marketer.post("/api/v1/sequences", json=edited)
+    marketer.post(f"/api/v1/sequences/{created['id']}/activate")
+    lead = api.get("/api/v1/leads?email=m@example.com").json
+    assert lead["enrollments"][0]["version_id"] == enrollment["version_id"]  # still on v1
+    migrated = marketer.post(f"/api/v1/sequences/{created['id']}/migrate", json={"from_version": 1})
+    assert migrated.status_code == 200, migrated.json
+    assert migrated.json == {"from_version": 1, "to_version": 2, "moved": 1, "stayed": []}
+    lead = api.get("/api/v1/leads?email=m@example.com").json
+    assert lead["enrollments"][0]["version_id"] != enrollment["version_id"]
+    assert marketer.post(f"/api/v1/sequences/{created['id']}/migrate",
+                         json={"from_version": 2}).status_code == 409
+    assert marketer.post(f"/api/v1/sequences/{created['id']}/migrate",
+                         json={"from_version": "1"}).status_code == 422

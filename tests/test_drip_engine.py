@@ -331,3 +331,33 @@ def test_scheduled_enrollments_start_on_revisit_day(db, clock, sending):
     clock.now = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
     tick(db, clock, make)
     assert len(sink.messages) == 1
+
+
+def test_an_smtp_server_that_never_answers_is_retried_not_duplicated(db, clock, smtp_server, service_env):
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
+    url = f"smtp://127.0.0.1:{silent.getsockname()[1]}"
+    settings = with_secret_key(load_settings({**service_env, "SMTP_URL": url}))
+    try:
+        setup_sequence(db, clock)
+        enrollment_id = reject(db, clock)
+        counts = tick(db, clock, lambda: Sending.from_settings(
+            settings, messenger=SmtpMessenger(url, timeout=0.5)))
+    finally:
+        silent.close()
+    assert counts.refused == 1  # no greeting: nothing was handed over, so it is safe to retry
+    with db.session_scope() as session:
+        message = session.execute(select(Message)).scalar_one()
+        assert (message.status, message.attempts) == (MessageStatus.FAILED, 1)
+        assert "cannot reach" in message.last_error
+    assert enrollment(db, enrollment_id).next_due_at == clock() + timedelta(minutes=1)
+    sink, good_url = smtp_server
+    clock.advance(minutes=1)
+    tick(db, clock, lambda: Sending.from_settings(settings, messenger=SmtpMessenger(good_url)))
+    assert len(sink.messages) == 1

@@ -121,3 +121,31 @@ def test_a_retried_rejection_answers_with_the_same_enrollment(marketer, api, db,
     with db.session_scope() as session:
         kinds = session.execute(select(EnrollmentEvent.kind)).scalars().all()
     assert kinds == ["enrolled"]
+
+
+def test_a_not_ready_lead_goes_to_a_sequence_for_not_ready_leads(marketer, api, db, count):
+    make_collateral(db)
+    sequence(marketer, "timing")
+    document = copy.deepcopy(MINIMAL)
+    document.update(key="warm-up", name="Warm-up", entry={"not_ready": True})
+    created = marketer.post("/api/v1/sequences", json=document).json
+    marketer.post(f"/api/v1/sequences/{created['id']}/activate")
+    lead = api.post("/api/v1/leads", json={"email": "early@example.com"}).json
+    response = api.post(f"/api/v1/leads/{lead['id']}/nurture")
+    assert response.status_code == 200, response.json
+    assert response.json["enrollment"]["sequence_key"] == "warm-up"
+    assert response.json["lead"]["lifecycle_stage"] == "nurturing"
+    again = api.post(f"/api/v1/leads/{lead['id']}/nurture")
+    assert again.json["routing"]["reason"] == "already enrolled in 'warm-up'"
+    assert count(Enrollment) == 1
+    assert api.post("/api/v1/leads/424242/nurture").status_code == 404
+
+
+def test_a_lead_sales_holds_cannot_be_put_into_nurture(api, db):
+    from nurture.models import Lead, LifecycleStage
+
+    lead = api.post("/api/v1/leads", json={"email": "held@example.com"}).json
+    with db.session_scope() as session:
+        session.get(Lead, lead["id"]).lifecycle_stage = LifecycleStage.ACCEPTED_BY_SALES
+    response = api.post(f"/api/v1/leads/{lead['id']}/nurture")
+    assert response.status_code == 409

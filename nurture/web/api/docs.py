@@ -111,6 +111,7 @@ class SequenceSummary(Closed):
     latest_version: int | None
     active_version: int | None
     updated_at: datetime
+    paused_steps: dict[str, list[str]]
 
 
 class ImportedSequence(SequenceSummary):
@@ -152,3 +153,16 @@ class CollateralVersionWithHistory(CollateralVersion):
 class CollateralDetail(Closed):
     key: str
     versions: list[CollateralVersionWithHistory]
+
+
+class MigrationResult(Closed):
+    from_version: int
+    to_version: int
+    moved: int
+    stayed: list[dict[str, Any]]
+
+
+class NurtureResult(Closed):
+    lead: Lead
+    enrollment: Enrollment | None
+    routing: Routing

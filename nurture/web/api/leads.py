@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import request
 
-from campaigns.intake import reject_lead
+from campaigns.intake import nurture_not_ready, reject_lead
 from nurture.clock import utcnow
 from nurture.fields import normalize_email
 from nurture.leads import services
@@ -49,6 +49,21 @@ def create_rejection() -> Any:
     }
     session.commit()
     return document, 201 if intake.created else 200
+
+
+@bp.post("/leads/<int:lead_id>/nurture")
+@requires(Role.ADMIN, Role.MARKETER)
+def nurture_lead(lead_id: int) -> Any:
+    """A lead that is not ready for sales goes into nurture (sequences with `not_ready`)."""
+    session = db_session()
+    intake = nurture_not_ready(session, lead_id, now=utcnow())
+    document = {
+        "lead": services.lead_document(session, services.get_lead(session, intake.lead_id)),
+        "enrollment": intake.enrollment,
+        "routing": {"enrolled": intake.enrollment is not None, "reason": intake.routing_reason},
+    }
+    session.commit()
+    return document
 
 
 @bp.get("/leads/<int:lead_id>")

@@ -12,6 +12,7 @@ from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
 from nurture import MAX_REQUEST_BYTES
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.web.api import bp, docs
+from nurture.web.api.sequences import MigrateIn
 
 REF = "#/components/schemas/{model}"
 
@@ -59,6 +60,9 @@ def openapi_document() -> dict[str, Any]:
             (SequenceDocument, "validation"),
             (docs.ImportedSequence, "serialization"),
             (docs.SequenceList, "serialization"),
+            (docs.MigrationResult, "serialization"),
+            (docs.NurtureResult, "serialization"),
+            (MigrateIn, "validation"),
             (CollateralIn, "validation"),
             (CollateralVersionIn, "validation"),
             (ReviewIn, "validation"),
@@ -111,6 +115,19 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "One lead with its score, enrollments, handoffs, rejections, events",
                     "parameters": [lead_id],
                     "responses": {"200": _json("Lead", "the lead"), **_problems(401, 403, 404)},
+                },
+            },
+            "/leads/{lead_id}/nurture": {
+                "post": {
+                    "operationId": "nurtureNotReadyLead",
+                    "summary": "Put a lead that is not ready for sales into nurture",
+                    "description": (
+                        "Routed to the first active sequence whose entry takes not-ready "
+                        "leads (`entry.not_ready: true`); 409 while sales holds the lead."
+                    ),
+                    "parameters": [lead_id],
+                    "responses": {"200": _json("NurtureResult", "in nurture"),
+                                  **_problems(401, 403, 404, 409)},
                 },
             },
             "/rejections": {
@@ -226,6 +243,21 @@ def _sequence_paths() -> dict[str, Any]:
                 "description": "409 names each step that features unapproved or expired collateral.",
                 "parameters": [sequence_id],
                 "responses": {"200": summary, **_problems(401, 403, 404, 409)},
+            },
+        },
+        "/sequences/{sequence_id}/migrate": {
+            "post": {
+                "operationId": "migrateEnrollments",
+                "summary": "Move enrolled leads from an older version onto the live one",
+                "description": (
+                    "An enrollment moves when its current step exists in the live version; "
+                    "the others stay on their version and are listed with why."
+                ),
+                "parameters": [sequence_id],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("MigrateIn")}}},
+                "responses": {"200": _json("MigrationResult", "what moved and what stayed"),
+                              **_problems(*WRITE_ERRORS, 404, 409)},
             },
         },
         "/sequences/{sequence_id}/pause": {

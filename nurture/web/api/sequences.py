@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Response, request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from campaigns import sequences as service
@@ -12,11 +13,19 @@ from campaigns.documents import dump_document, parse_document_text
 from nurture.clock import utcnow
 from nurture.models import Role, Sequence
 from nurture.web import db_session, read_body
-from nurture.web.api import bp, current_actor, requires
+from nurture.web.api import bp, current_actor, json_body, requires
 from nurture.web.problems import ProblemError
 
 EDITORS = (Role.ADMIN, Role.MARKETER)
 READERS = (Role.ADMIN, Role.MARKETER, Role.SALES_APPROVER)
+class MigrateIn(BaseModel):
+    """Move the live enrollments of `from_version` onto the sequence's live version."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    from_version: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -45,7 +54,8 @@ def import_sequence() -> Any:
 def list_sequences() -> Any:
     session = db_session()
     rows = session.execute(select(Sequence).order_by(Sequence.priority, Sequence.id)).scalars()
-    return {"sequences": [service.sequence_summary(session, s) for s in rows]}
+    today = utcnow().date()
+    return {"sequences": [service.sequence_summary(session, s, today=today) for s in rows]}
 
 
 @bp.get("/sequences/<int:sequence_id>")
@@ -87,3 +97,13 @@ def pause_sequence(sequence_id: int) -> Any:
     summary = service.sequence_summary(session, sequence)
     session.commit()
     return summary
+
+
+@bp.post("/sequences/<int:sequence_id>/migrate")
+@requires(*EDITORS)
+def migrate_enrollments(sequence_id: int) -> Any:
+    body = json_body(MigrateIn)
+    session = db_session()
+    result = service.migrate_enrollments(session, sequence_id, body.from_version, now=utcnow())
+    session.commit()
+    return result
