@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.routing import route_lead
-from nurture.leads import services as leads
 from nurture.errors import Conflict
+from nurture.leads import services as leads
 from nurture.models import Enrollment, LifecycleStage, Rejection, RejectionReason, Sequence
 
 
