@@ -73,6 +73,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """Log lines of the worker and the dispatcher (gunicorn keeps its own)."""
 
 PORT = click.IntRange(1, 65535)
+"""A TCP port number, as --port takes it."""
 
 
 def _settings() -> Settings:
@@ -133,8 +134,8 @@ def _database(settings: Settings) -> Database:
 
 def _freeze_imports() -> None:
     """Everything imported so far lives as long as the process: keep the garbage collector
-    from walking it again, at every full collection and once more at exit, where it made
-    stopping (of each process in turn: gunicorn worker, master, `up`) take seconds."""
+    from walking it again, at every full collection and once more at exit, where it slowed
+    stopping (of each process in turn: gunicorn worker, gunicorn master, `up`)."""
     gc.freeze()
 
 
@@ -377,10 +378,9 @@ def _first_token(database_url: str) -> str | None:
     database = Database(database_url)
     try:
         with database.session_scope() as session:
-            if session.execute(select(User.id).limit(1)).first() is not None:
-                return None
-            if session.execute(select(ApiToken.id).limit(1)).first() is not None:
-                return None
+            for model in (User, ApiToken):
+                if session.execute(select(model.id).limit(1)).first() is not None:
+                    return None
             _, token = create_token(session, DEMO_TOKEN_NAME, Role.ADMIN, now=utcnow())
             return token
     finally:
