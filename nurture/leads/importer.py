@@ -470,6 +470,7 @@ and a lead created earlier in this import (created_at = now) does not count as u
 def _postgres_writer(
     session: Session, now: datetime
 ) -> Callable[[list[tuple[Any, ...]]], tuple[int, int]]:
+    session.flush()  # what the session holds goes first: the rest bypasses it, same transaction
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(_CREATE_STAGING)
     cursor.execute(f"TRUNCATE {_STAGING}")
