@@ -1,0 +1,529 @@
+"""Dispatch and sending benchmark (prints figures; not a test).
+
+1. Claiming due drip steps: `campaigns.dispatch.claim_due(limit=10_000)`, the dispatcher's one
+   statement, timed with 10,000, 100,000 and 1,000,000 active enrollments in the table (the
+   10,000 due ones stay the same work; the rest wait up to 90 days), then with a tenth of the
+   1,000,000 due, then claim after claim without releasing (a backlog of claimed, still-due
+   rows, as when workers fall behind). Medians of several runs, each from released claims.
+2. Emails/s rendered and delivered by two real `nurture worker` processes (jobs enqueued by
+   `workers.dispatcher.dispatch_due_steps`, the dispatcher's task) to a local SMTP sink in a
+   process of its own, next to the raw rate of smtplib handing the same email, prerendered,
+   to the same sink from two processes in the same run.
+
+Everything runs against a fresh PostgreSQL database created on the server of DATABASE_URL
+(default postgresql://postgres@127.0.0.1/postgres) and dropped at the end, and an embedded
+Redis of its own.
+
+    .venv/bin/python bench/dispatch.py           # about four minutes on 2 cores
+    .venv/bin/python bench/dispatch.py --quick   # 10k and 100k enrollments, fewer emails
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import multiprocessing
+import os
+import platform
+import pstats
+import re
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+
+from campaigns.dispatch import claim_due
+from campaigns.messengers import SmtpMessenger
+from campaigns.sending import Sending, run_due
+from campaigns.sequences import activate_sequence, import_sequence
+from nurture.clock import utcnow
+from nurture.config import load_settings, with_secret_key
+from nurture.db import Database
+from nurture.embedded_redis import EmbeddedRedis, free_port
+from nurture.migrate import upgrade_database
+from workers.connection import redis_connection
+from workers.dispatcher import Tick, dispatch_due_steps
+
+SIZES = (10_000, 100_000, 1_000_000)
+"""Enrollments in the table at each claim measurement; --quick leaves out the last."""
+
+CLAIM = 10_000
+"""Due steps each measured claim finds and takes (`limit`)."""
+
+DUE_FRACTION = 0.1
+"""Share of the largest table that is due in the fixed-fraction measurement."""
+
+REPEATS = 7
+"""Runs of each claim measurement; the median is printed."""
+
+BACKLOG_CLAIMS = 10
+"""Claims in a row without releasing, in the backlog measurement."""
+
+EMAILS = 3_000
+"""Emails the two workers send in the sending measurement (--quick: 600)."""
+
+WORKERS = 2
+"""`nurture worker` processes, and raw smtplib senders."""
+
+PROFILED = 300
+"""Emails sent in-process under cProfile, to say where a worker's time goes."""
+
+JOB_TIME = re.compile(r"Successfully completed send_due_steps.* job in (\d+):(\d+):([\d.]+)s")
+"""The line RQ logs when a sending job ends, with how long it ran."""
+
+SENDING_TIMEOUT_S = 300.0
+"""Longest the sending measurement may take before the run gives up."""
+
+DOCUMENT = {
+    "key": "bench",
+    "name": "Bench",
+    "entry": {"reasons": ["bad_timing"]},
+    "send_window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "start": "00:00", "end": "23:59"},
+    "stages": [{"key": "only", "name": "Only", "steps": [
+        {"type": "email", "id": "hello", "template": "check-in"},
+        {"type": "exit", "id": "done"},
+    ]}],
+}
+"""One email, then done: each due enrollment is one email."""
+
+
+# --- the database ----------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new database on the server of `server_url`, migrated; dropped on the way out."""
+    url = make_url(load_settings({"DATABASE_URL": server_url}).database_url)
+    name = f"nurture_bench_dispatch_{uuid.uuid4().hex[:8]}"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        database_url = url.set(database=name).render_as_string(hide_password=False)
+        upgrade_database(database_url)
+        yield database_url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench_zone() -> str:
+    """A zone in which the all-day window is open for the whole run (not near 23:59)."""
+    return "UTC" if utcnow().hour < 23 else "Etc/GMT+12"
+
+
+def active_sequence(database: Database) -> tuple[int, int]:
+    """The benchmark's sequence, imported and active: (sequence id, version id)."""
+    document = {**DOCUMENT, "send_window": {**DOCUMENT["send_window"], "timezone": bench_zone()}}
+    with database.session_scope() as session:
+        imported = import_sequence(session, document, now=utcnow())
+        activate_sequence(session, imported.sequence.id, now=utcnow(), today=utcnow().date())
+        return imported.sequence.id, imported.version.id
+
+
+SEED_LEADS = """
+INSERT INTO leads (email, first_name, company, attributes, lifecycle_stage, created_at, updated_at)
+SELECT 'lead' || g || '@bench.example', 'Lee', 'Company ' || (g %% 5000), '{}'::jsonb,
+       'nurturing', now(), now()
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+"""
+
+SEED_ENROLLMENTS = """
+INSERT INTO enrollments (lead_id, sequence_id, version_id, status, step_id, step_started_at,
+                         next_due_at, enrolled_at)
+SELECT l.id, %(sequence)s, %(version)s, 'active', 'hello', now() - interval '1 day',
+       CASE WHEN l.id < %(first)s + %(due)s
+            THEN now() - interval '1 day' * random()
+            ELSE now() + interval '1 hour' + interval '90 days' * random() END,
+       now() - interval '1 day'
+FROM leads l WHERE l.id BETWEEN %(first)s AND %(last)s
+"""
+
+
+def seed(conn: psycopg.Connection, sequence: tuple[int, int], first: int, count: int,
+         due: int) -> None:
+    """Leads `first`… and one active enrollment each; the first `due` are due (in the past
+    day), the others wait up to 90 days. Ids are the series' numbers (a fresh database)."""
+    values = {"first": first, "last": first + count - 1, "due": due,
+              "sequence": sequence[0], "version": sequence[1]}
+    conn.execute(SEED_LEADS, values)
+    conn.execute(SEED_ENROLLMENTS, values)
+    conn.execute("VACUUM ANALYZE leads")
+    conn.execute("VACUUM ANALYZE enrollments")
+
+
+def release_claims(conn: psycopg.Connection) -> None:
+    conn.execute("UPDATE enrollments SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
+    conn.execute("VACUUM ANALYZE enrollments")
+
+
+def timed_claim(database: Database, limit: int) -> float:
+    """Seconds to find and claim `limit` due enrollments, commit included."""
+    started = time.perf_counter()
+    with database.session_scope() as session:
+        claimed = claim_due(session, now=utcnow(), limit=limit)
+    elapsed = time.perf_counter() - started
+    if len(claimed) != limit:
+        raise RuntimeError(f"claimed {len(claimed)}, wanted {limit}")
+    return elapsed
+
+
+def median_claim(database: Database, conn: psycopg.Connection, limit: int) -> tuple[float, list[float]]:
+    runs = []
+    for _ in range(REPEATS):
+        release_claims(conn)
+        runs.append(timed_claim(database, limit))
+    release_claims(conn)
+    return statistics.median(runs), runs
+
+
+CLAIM_SQL = """
+UPDATE enrollments SET claimed_until = now() + interval '10 minutes'
+WHERE id IN (SELECT id FROM enrollments
+             WHERE status IN ('scheduled', 'active', 'held') AND next_due_at <= now()
+               AND (claimed_until IS NULL OR claimed_until < now())
+             ORDER BY next_due_at LIMIT {limit} FOR UPDATE SKIP LOCKED)
+RETURNING id, next_due_at
+"""
+"""The statement claim_due sends, written out for EXPLAIN."""
+
+
+def claim_plan(conn: psycopg.Connection, limit: int) -> str:
+    """The claim's joins and scans as PostgreSQL plans them now, outermost first."""
+    rows = conn.execute("EXPLAIN " + CLAIM_SQL.format(limit=limit)).fetchall()
+    nodes = []
+    for (line,) in rows:
+        node = line.strip().removeprefix("->").strip().split("  (")[0]
+        if node.startswith("Subquery Scan"):
+            continue
+        if "Join" in node or "Nested Loop" in node or "Scan" in node:
+            nodes.append(node.replace(" on enrollments enrollments_1", "")
+                         .replace(" on enrollments", ""))
+    return " > ".join(nodes)
+
+
+def claims(database: Database, server: str, sizes: tuple[int, ...]) -> None:
+    print(f"\n1. Claiming {CLAIM:,} due steps (claim_due, one statement, commit included); "
+          f"median of {REPEATS} runs, each from released claims")
+    print(f"   {'enrollments':>12}  {'due':>9}  {'median':>9}  {'runs (ms)':<36} plan")
+    sequence = active_sequence(database)
+    seeded = 0
+    results: dict[str, float] = {}
+    with psycopg.connect(server, autocommit=True) as conn:
+
+        def measure(label: str, total: int, due: int) -> None:
+            median, runs = median_claim(database, conn, CLAIM)
+            results[label] = median
+            shown = " ".join(f"{r * 1000:.0f}" for r in runs)
+            print(f"   {total:>12,}  {due:>9,}  {median * 1000:>7.0f}ms  {shown:<36} "
+                  f"{claim_plan(conn, CLAIM)}", flush=True)
+
+        for size in sizes:
+            started = time.perf_counter()
+            seed(conn, sequence, seeded + 1, size - seeded, CLAIM if seeded == 0 else 0)
+            seeded = size
+            print(f"   (seeded to {size:,} in {time.perf_counter() - started:.1f} s)", flush=True)
+            measure(f"{size}", size, CLAIM)
+
+        largest = sizes[-1]
+        extra = int(largest * DUE_FRACTION) - CLAIM
+        conn.execute(
+            "UPDATE enrollments SET next_due_at = now() - interval '1 day' * random() "
+            "WHERE id IN (SELECT id FROM enrollments WHERE next_due_at > now() "
+            f"ORDER BY id LIMIT {extra})"
+        )
+        conn.execute("VACUUM ANALYZE enrollments")
+        measure("fraction", largest, CLAIM + extra)
+
+        backlog = []
+        for _ in range(min(BACKLOG_CLAIMS, (CLAIM + extra) // CLAIM)):
+            backlog.append(timed_claim(database, CLAIM))
+        release_claims(conn)
+        print(f"   claim after claim, none released ({largest:,} enrollments, "
+              f"{CLAIM + extra:,} due): " + " ".join(f"{b * 1000:.0f}" for b in backlog) + " ms")
+
+    growth = results[str(largest)] / results[str(sizes[0])]
+    print(f"   {sizes[0]:,} -> {largest:,} enrollments: x{growth:.2f} "
+          f"(target: within x1.5) {'met' if growth <= 1.5 else 'MISSED'}")
+    if len(backlog) > 1:
+        print(f"   backlog: claim {len(backlog)} takes x{backlog[-1] / backlog[0]:.1f} the first "
+              "(claimed rows stay due and are walked past)")
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+def sink_main(port: int, count: Any, sample_path: str, ready: Any) -> None:
+    """An SMTP server that counts what it accepts and keeps the first email (a process)."""
+    from aiosmtpd.controller import Controller
+
+    class Counting:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with count.get_lock():
+                count.value += 1
+                first = count.value == 1
+            if first and not os.path.exists(sample_path):
+                Path(sample_path).write_bytes(envelope.content)
+            return "250 OK"
+
+    controller = Controller(Counting(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        controller.stop()
+
+
+def raw_sender(port: int, message: bytes, count: int, go: Any) -> None:
+    """smtplib over one connection: `count` copies of a prerendered email (a process)."""
+    connection = smtplib.SMTP("127.0.0.1", port)
+    go.wait()
+    for number in range(count):
+        connection.sendmail("nurture@localhost", [f"raw{number}@bench.example"], message)
+    connection.quit()
+
+
+def raw_rate(port: int, message: bytes, total: int, senders: int, count: Any) -> float:
+    """Emails/s of `senders` processes sending `total` prerendered emails to the sink."""
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    share = total // senders
+    processes = [context.Process(target=raw_sender, args=(port, message, share, go))
+                 for _ in range(senders)]
+    for process in processes:
+        process.start()
+    time.sleep(1.0)  # every sender connected and waiting for the word
+    with count.get_lock():
+        count.value = 0
+    started = time.perf_counter()
+    go.set()
+    for process in processes:
+        process.join()
+    elapsed = time.perf_counter() - started
+    if count.value != share * senders:
+        raise RuntimeError(f"the sink got {count.value} of {share * senders} raw emails")
+    return share * senders / elapsed
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "nurture", "worker"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL what is left (with whatever it forked)."""
+    children = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for child in children:
+        if child.is_running():
+            child.kill()
+
+
+def sending(database: Database, database_url: str, emails: int, workdir: Path) -> None:
+    print(f"\n2. Emails/s: {emails:,} due enrollments, one email each, rendered and sent by "
+          f"{WORKERS} `nurture worker` processes (jobs of 100) to an SMTP sink in its own process")
+    with database.engine.begin() as conn:
+        conn.execute(text("TRUNCATE leads, sequences RESTART IDENTITY CASCADE"))
+    sequence = active_sequence(database)
+    server = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(server, autocommit=True) as conn:
+        seed(conn, sequence, 1, emails, emails)
+
+    context = multiprocessing.get_context("spawn")
+    count = context.Value("i", 0)
+    ready = context.Event()
+    port = free_port()
+    sample = workdir / "sample.eml"
+    sink = context.Process(target=sink_main, args=(port, count, str(sample), ready), daemon=True)
+    sink.start()
+    ready.wait(30)
+    smtp_url = f"smtp://127.0.0.1:{port}"
+
+    with EmbeddedRedis(workdir / "redis") as redis_server:
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
+               "SMTP_URL": smtp_url, "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
+               "NURTURE_INSTANCE_PATH": str(workdir / "instance"),
+               "NURTURE_FREQUENCY_CAP": "100/P1D", "PYTHONUNBUFFERED": "1"}
+        logs = [workdir / f"worker{n}.log" for n in range(WORKERS)]
+        workers = [start_worker(env, log) for log in logs]
+        try:
+            wait_until(lambda: all("Listening on" in log.read_text() for log in logs), 60,
+                       "the workers to listen")
+            redis = redis_connection(redis_server.url)
+            started = time.perf_counter()
+            dispatch_due_steps(Tick(redis, database, "bench", utcnow()))
+            wait_until(lambda: count.value >= emails, SENDING_TIMEOUT_S, "every email")
+            elapsed = time.perf_counter() - started
+        finally:
+            for worker in workers:
+                stop(worker)
+    with database.engine.connect() as conn:
+        sent = conn.execute(text("SELECT count(*) FROM messages WHERE status = 'sent'")).scalar()
+    if sent != emails or count.value != emails:
+        raise RuntimeError(f"{count.value} received, {sent} recorded sent, of {emails}")
+    nurture_rate = emails / elapsed
+
+    message = sample.read_bytes()
+    raw = {senders: raw_rate(port, message, emails, senders, count) for senders in (WORKERS, 1)}
+    sink.terminate()
+
+    print(f"   nurture, {WORKERS} workers:  {nurture_rate:8.0f} emails/s  "
+          f"({emails:,} in {elapsed:.1f} s, claim and enqueue included)")
+    jobs = job_times(logs)
+    if jobs:
+        print(f"   {len(jobs)} jobs of {emails // len(jobs)}: median {statistics.median(jobs):.1f} s "
+              f"a job, {statistics.median(jobs) / (emails / len(jobs)) * 1000:.0f} ms an email "
+              "inside a job (fork, connections and templates included)")
+    print(f"   raw smtplib, {WORKERS} processes: {raw[WORKERS]:8.0f} emails/s  "
+          f"(the same {len(message):,}-byte email, prerendered)")
+    print(f"   raw smtplib, 1 process:  {raw[1]:8.0f} emails/s")
+    ratio = nurture_rate / raw[WORKERS]
+    print(f"   ratio nurture / raw: {ratio:.1%} (target: at least 50%) "
+          f"{'met' if ratio >= 0.5 else 'MISSED'}")
+    profile(database, database_url, workdir)
+
+
+def profile(database: Database, database_url: str, workdir: Path) -> None:
+    """Where one worker's time goes: `run_due` in this process, timed, then under cProfile."""
+    context = multiprocessing.get_context("spawn")
+    count = context.Value("i", 0)
+    ready = context.Event()
+    port = free_port()
+    sink = context.Process(target=sink_main, args=(port, count, str(workdir / "p.eml"), ready),
+                           daemon=True)
+    sink.start()
+    ready.wait(30)
+    with database.engine.begin() as conn:
+        conn.execute(text("TRUNCATE leads, sequences RESTART IDENTITY CASCADE"))
+    sequence = active_sequence(database)
+    server = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(server, autocommit=True) as conn:
+        seed(conn, sequence, 1, 2 * PROFILED, 2 * PROFILED)
+    settings = with_secret_key(load_settings({
+        "DATABASE_URL": database_url, "SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
+        "NURTURE_FREQUENCY_CAP": "100/P1D", "NURTURE_INSTANCE_PATH": str(workdir / "instance"),
+    }))
+    with database.session_scope() as session:
+        ids = claim_due(session, now=utcnow(), limit=2 * PROFILED)
+
+    def sending_now() -> Sending:
+        return Sending.from_settings(settings, messenger=SmtpMessenger(settings.smtp_url or ""))
+
+    statements = {"statements": 0, "commits": 0}
+
+    def on_execute(*_args: Any) -> None:
+        statements["statements"] += 1
+
+    def on_commit(*_args: Any) -> None:
+        statements["commits"] += 1
+
+    event.listen(database.engine, "before_cursor_execute", on_execute)
+    event.listen(database.engine, "commit", on_commit)
+    started = time.perf_counter()
+    run_due(database, ids[:PROFILED], sending_now(), clock=utcnow)
+    plain = (time.perf_counter() - started) / PROFILED
+    event.remove(database.engine, "before_cursor_execute", on_execute)
+    event.remove(database.engine, "commit", on_commit)
+    print(f"   one worker's work in this process, no RQ: {plain * 1000:.1f} ms an email "
+          f"({1 / plain:.0f} emails/s), {statements['statements'] / PROFILED:.0f} SQL statements "
+          f"and {statements['commits'] / PROFILED:.0f} commits an email")
+
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    run_due(database, ids[PROFILED:], sending_now(), clock=utcnow)
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    sink.terminate()
+    stats = pstats.Stats(profiler)
+    parts = {
+        "engine.advance (state machine, message row)": ("campaigns/engine.py", "advance"),
+        "sending.compose (render, track, inline CSS, MIME)": ("campaigns/sending.py", "compose"),
+        "SmtpMessenger.send (smtplib)": ("campaigns/messengers.py", "send"),
+        "engine.record_sent (and moving on)": ("campaigns/engine.py", "record_sent"),
+        "commits (session_scope)": ("nurture/db.py", "session_scope"),
+        "  of all that, waiting on PostgreSQL (psycopg wait)": ("psycopg/connection.py", "wait"),
+    }
+    print(f"   where that time goes (cProfile, {PROFILED} more emails; shares of the run):")
+    for label, (path, name) in parts.items():
+        total = sum(row[3] for key, row in stats.stats.items()  # type: ignore[attr-defined]
+                    if key[0].endswith(path) and key[2] == name)
+        print(f"     {label:<54} {total / elapsed:6.1%}")
+
+
+def job_times(logs: list[Path]) -> list[float]:
+    """Seconds each sending job ran, as the workers logged them."""
+    times = []
+    for log in logs:
+        for hours, minutes, seconds in JOB_TIME.findall(log.read_text()):
+            times.append(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+    return times
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    memory = psutil.virtual_memory().total / 2**30
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+            f"{memory:.0f} GiB, Python {platform.python_version()}; load average {load}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="10k and 100k enrollments, 600 emails")
+    options = parser.parse_args()
+    sizes = SIZES[:2] if options.quick else SIZES
+    emails = 600 if options.quick else EMAILS
+    server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres")
+    print(f"bench/dispatch.py{' --quick' if options.quick else ''}: {machine()}")
+    began = time.perf_counter()
+    with fresh_database(server) as database_url, tempfile.TemporaryDirectory() as tmp:
+        database = Database(database_url)
+        try:
+            with database.engine.connect() as conn:
+                print(f"PostgreSQL {conn.execute(text('SHOW server_version')).scalar()}; "
+                      f"database {make_url(database_url).database} (dropped at the end)")
+            plain = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+            claims(database, plain, sizes)
+            sending(database, database_url, emails, Path(tmp))
+        finally:
+            database.dispose()
+    print(f"\ndone in {time.perf_counter() - began:.0f} s; load average now "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
