@@ -59,18 +59,16 @@ def upsert_lead(
             created_at=now,
             updated_at=now,
         )
-        .returning(Lead.id)
+        .returning(Lead)  # the new row itself: no second round trip to read it
     )
-    new_id = session.execute(stmt).scalar_one_or_none()
-    if new_id is not None:
+    lead = session.scalars(stmt).one_or_none()
+    if lead is not None:
         session.add(
             LifecycleChange(
-                lead_id=new_id, from_stage=None, to_stage=LifecycleStage.LEAD,
+                lead_id=lead.id, from_stage=None, to_stage=LifecycleStage.LEAD,
                 cause="created", changed_at=now,
             )
         )
-        lead = session.get(Lead, new_id)
-        assert lead is not None
         return lead, True
 
     lead = session.execute(select(Lead).where(Lead.email == email)).scalar_one()
@@ -188,9 +186,12 @@ def rejection_document(rejection: Rejection) -> dict[str, Any]:
     }
 
 
-def lead_document(session: Session, lead: Lead) -> dict[str, Any]:
-    """The lead as the API shows it (CONTRACT.md: GET /api/v1/leads/{id})."""
-    rejections = session.execute(
+def lead_document(session: Session, lead: Lead, *, new: bool = False) -> dict[str, Any]:
+    """The lead as the API shows it (CONTRACT.md: GET /api/v1/leads/{id}).
+
+    `new`: the lead was created in this transaction, so it has no history to look up.
+    """
+    rejections = [] if new else session.execute(
         select(Rejection)
         .where(Rejection.lead_id == lead.id)
         .order_by(Rejection.rejected_at.desc(), Rejection.id.desc())
@@ -208,7 +209,7 @@ def lead_document(session: Session, lead: Lead) -> dict[str, Any]:
         "score": {
             "total": 0, "fit": 0, "engagement": 0, "model_version": None, "explanation": [],
         },
-        "enrollments": [
+        "enrollments": [] if new else [
             enrollment_document(e, s)
             for e, s in session.execute(
                 select(Enrollment, Sequence)

@@ -25,7 +25,7 @@ def create_lead() -> Any:
     body = json_body(LeadIn)
     session = db_session()
     lead, created = services.upsert_lead(session, body.email, body.fields(), now=utcnow())
-    document = services.lead_document(session, lead)
+    document = services.lead_document(session, lead, new=created)
     session.commit()
     return document, 201 if created else 200
 
