@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.accounts.services import Actor
-from nurture.errors import Conflict, Forbidden, InvalidInput, NotFound
+from nurture.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from nurture.models import (
     Collateral,
     CollateralStatus,
@@ -201,3 +201,15 @@ def history(session: Session, version_id: int) -> list[CollateralTransition]:
         .where(CollateralTransition.version_id == version_id)
         .order_by(CollateralTransition.at, CollateralTransition.id)
     ).scalars())
+
+
+def public_file(session: Session, version_id: int, file_name: str, *, today: date) -> CollateralVersion:
+    """The uploaded file a lead may download: approved versions only (retired or expired: Gone)."""
+    version = session.get(CollateralVersion, version_id) if 0 < version_id < 2**63 else None
+    if version is None or not version.file_path or version.file_name != file_name:
+        raise NotFound("no such file")
+    if version.status == S.RETIRED or (version.expires_on is not None and version.expires_on < today):
+        raise Gone("this material has been withdrawn")
+    if version.status != S.APPROVED:
+        raise NotFound("no such file")
+    return version

@@ -32,3 +32,7 @@ class InvalidInput(DomainError):
 
 class Forbidden(DomainError):
     """The caller's role may not take this action."""
+
+
+class Gone(DomainError):
+    """It existed but is withdrawn for good (retired or expired collateral)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import pytest
 
 from nurture.models import CollateralTransition, CollateralVersion, Role
@@ -117,3 +120,73 @@ def test_duplicate_key_is_409(marketer, count):
 def test_unknown_collateral_is_404(marketer):
     assert marketer.get("/api/v1/collateral/nothing").status_code == 404
     assert marketer.post("/api/v1/collateral/versions/999/submit").status_code == 404
+
+
+PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def _upload(api, path, data, name, **fields):
+    form = {"title": "Benchmark 2027", "personas": "ops lead, cfo", **fields,
+            "file": (io.BytesIO(data), name)}
+    return api.post(path, data=form, content_type="multipart/form-data")
+
+
+def test_an_uploaded_file_is_stored_and_served_once_approved(marketer, approver, client, app):
+    created = _upload(marketer, "/api/v1/collateral", PDF, "benchmark.pdf", key="benchmark")
+    assert created.status_code == 201, created.json
+    version = created.json
+    assert version["file_name"] == "benchmark.pdf"
+    assert version["content_type"] == "application/pdf"
+    assert version["url"] == f"http://127.0.0.1:8000/files/{version['id']}/benchmark.pdf"
+    path = f"/files/{version['id']}/benchmark.pdf"
+    assert client.get(path).status_code == 404  # a draft is not public
+    marketer.post(f"/api/v1/collateral/versions/{version['id']}/submit")
+    approver.post(f"/api/v1/collateral/versions/{version['id']}/approve")
+    served = client.get(path)
+    assert served.status_code == 200 and served.data == PDF
+    assert served.mimetype == "application/pdf"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get(f"/files/{version['id']}/other.pdf").status_code == 404
+    marketer.post(f"/api/v1/collateral/versions/{version['id']}/retire")
+    assert client.get(path).status_code == 410
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (PDF, "../../etc/passwd.pdf", "plain file name"),
+        (PDF, "folder\\\\deck.pdf", "plain file name"),
+        (PDF, ".hidden.pdf", "plain file name"),
+        (PDF, "script.exe", "is not one of"),
+        (PDF, "noextension", "is not one of"),
+        (b"<html><script>alert(1)</script></html>", "fake.pdf", "content is"),
+        (b"", "empty.pdf", "empty"),
+    ],
+)
+def test_refused_uploads_say_why_and_store_nothing(marketer, count, app, data, name, message):
+    response = _upload(marketer, "/api/v1/collateral", data, name, key="refused")
+    assert response.status_code == 422, response.json
+    assert any(message in m for m in response.json["errors"]["file"]), response.json
+    assert count(CollateralVersion) == 0
+    uploads = Path(app.extensions["nurture.settings"].instance_path) / "uploads"
+    leftovers = [p for p in uploads.rglob(".upload-*")] if uploads.exists() else []
+    assert leftovers == []  # nothing half-written is left behind
+
+
+def test_an_upload_over_the_limit_is_413(marketer, count):
+    from campaigns.uploads import MAX_UPLOAD_BYTES
+
+    big = PDF + b"0" * (MAX_UPLOAD_BYTES + 100 * 1024)
+    response = _upload(marketer, "/api/v1/collateral", big, "big.pdf", key="big")
+    assert response.status_code == 413
+    assert count(CollateralVersion) == 0
+
+
+def test_an_upload_needs_its_fields_and_a_file(marketer, count):
+    no_title = marketer.post("/api/v1/collateral", data={
+        "key": "x", "file": (io.BytesIO(PDF), "x.pdf")}, content_type="multipart/form-data")
+    assert no_title.status_code == 422 and "title" in no_title.json["errors"]
+    no_file = marketer.post("/api/v1/collateral", data={"key": "x", "title": "X"},
+                            content_type="multipart/form-data")
+    assert no_file.status_code == 422 and "file" in no_file.json["errors"]
+    assert count(CollateralVersion) == 0

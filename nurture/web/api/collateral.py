@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from flask import request
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from campaigns import collateral as service
-from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
+from campaigns.schemas import (
+    CollateralFileCreateIn,
+    CollateralFileIn,
+    CollateralIn,
+    CollateralVersionIn,
+    ReviewIn,
+)
+from campaigns.uploads import MAX_UPLOAD_BYTES, store_upload
 from nurture.clock import utcnow
+from nurture.fields import field_errors
 from nurture.models import Collateral, CollateralVersion, Role
-from nurture.web import db_session
+from nurture.web import db_session, settings
 from nurture.web.api import bp, current_actor, json_body, requires
+from nurture.web.problems import ProblemError
 
 ANY_STAFF = (Role.ADMIN, Role.MARKETER, Role.SALES_APPROVER)
 
@@ -24,6 +36,8 @@ def version_document(version: CollateralVersion, key: str) -> dict[str, Any]:
         "version": version.version,
         "title": version.title,
         "url": version.url,
+        "file_name": version.file_name,
+        "content_type": version.content_type,
         "funnel_stage": version.funnel_stage.value,
         "personas": version.personas,
         "industries": version.industries,
@@ -33,14 +47,38 @@ def version_document(version: CollateralVersion, key: str) -> dict[str, Any]:
     }
 
 
+def _version_fields(json_model: type, form_model: type) -> dict[str, Any]:
+    """A version's fields from JSON (with a `url`) or from a multipart form with a `file`."""
+    if request.mimetype != "multipart/form-data":
+        return json_body(json_model).fields()
+    request.max_content_length = MAX_UPLOAD_BYTES + 64 * 1024  # the file and its form fields
+    form = {k: v for k, v in request.form.items() if k != "file"}
+    try:
+        fields = form_model.from_form(form).model_dump()
+    except ValidationError as exc:
+        raise ProblemError(422, "the form is invalid", errors=field_errors(exc)) from None
+    upload = request.files.get("file")
+    if upload is None:
+        raise ProblemError(422, "no file", errors={"file": ["send the file as the `file` part"]})
+    stored = store_upload(upload.stream, upload.filename, Path(settings().instance_path) / "uploads")
+    return fields | {"file_path": stored.path, "file_name": stored.file_name,
+                     "content_type": stored.content_type}
+
+
+def _finish_upload(version: CollateralVersion) -> None:
+    """An uploaded file is linked from emails at its public address (once approved)."""
+    if version.file_path and not version.url:
+        version.url = f"{settings().base_url}/files/{version.id}/{quote(version.file_name or '')}"
+
+
 @bp.post("/collateral")
 @requires(Role.ADMIN, Role.MARKETER)
 def create_collateral() -> Any:
-    body = json_body(CollateralIn)
+    fields = _version_fields(CollateralIn, CollateralFileCreateIn)
     session = db_session()
-    fields = body.fields()
     key = fields.pop("key")
     version = service.create_collateral(session, key, fields, actor=current_actor(), now=utcnow())
+    _finish_upload(version)
     document = version_document(version, key)
     session.commit()
     return document, 201
@@ -49,9 +87,10 @@ def create_collateral() -> Any:
 @bp.post("/collateral/<key>/versions")
 @requires(Role.ADMIN, Role.MARKETER)
 def add_collateral_version(key: str) -> Any:
-    body = json_body(CollateralVersionIn)
+    fields = _version_fields(CollateralVersionIn, CollateralFileIn)
     session = db_session()
-    version = service.add_version(session, key, body.fields(), actor=current_actor(), now=utcnow())
+    version = service.add_version(session, key, fields, actor=current_actor(), now=utcnow())
+    _finish_upload(version)
     document = version_document(version, key)
     session.commit()
     return document, 201

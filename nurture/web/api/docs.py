@@ -138,6 +138,8 @@ class CollateralVersion(Closed):
     version: int
     title: str
     url: str | None
+    file_name: str | None
+    content_type: str | None
     funnel_stage: Literal["awareness", "consideration", "decision"]
     personas: list[str]
     industries: list[str]

@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from campaigns.documents import SequenceDocument
 from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
+from campaigns.uploads import ALLOWED_TYPES, MAX_UPLOAD_BYTES
 from nurture import MAX_REQUEST_BYTES
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.web.api import bp, docs
@@ -280,12 +281,33 @@ def _collateral_paths() -> dict[str, Any]:
     def body(name: str, required: bool = True) -> dict[str, Any]:
         return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
 
+    def with_file(name: str, form: dict[str, Any]) -> dict[str, Any]:
+        """JSON with a `url`, or a multipart form with the `file` itself."""
+        return {"required": True, "content": {
+            "application/json": {"schema": _ref(name)},
+            "multipart/form-data": {"schema": form},
+        }}
+
+    form_fields: dict[str, Any] = {
+        "title": {"type": "string", "minLength": 1, "maxLength": 255},
+        "funnel_stage": {"type": "string", "enum": ["awareness", "consideration", "decision"]},
+        "personas": {"type": "string", "description": "comma-separated"},
+        "industries": {"type": "string", "description": "comma-separated"},
+        "expires_on": {"type": "string", "format": "date"},
+        "file": {"type": "string", "format": "binary", "description": (
+            f"at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB; one of "
+            f"{', '.join(sorted(ALLOWED_TYPES))}; the content must match the extension")},
+    }
+    version_form = {"type": "object", "required": ["title", "file"], "properties": form_fields}
+    create_form = {"type": "object", "required": ["key", "title", "file"], "properties": {
+        "key": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,99}$"}, **form_fields}}
+
     paths: dict[str, Any] = {
         "/collateral": {
             "post": {
                 "operationId": "createCollateral",
-                "summary": "A new asset; its first version is a draft",
-                "requestBody": body("CollateralIn"),
+                "summary": "A new asset (a link, or an uploaded file); its first version is a draft",
+                "requestBody": with_file("CollateralIn", create_form),
                 "responses": {"201": version, **_problems(*WRITE_ERRORS, 409)},
             },
         },
@@ -301,9 +323,9 @@ def _collateral_paths() -> dict[str, Any]:
         "/collateral/{key}/versions": {
             "post": {
                 "operationId": "addCollateralVersion",
-                "summary": "A new draft version of an asset",
+                "summary": "A new draft version of an asset (a link, or an uploaded file)",
                 "parameters": [key],
-                "requestBody": body("CollateralVersionIn"),
+                "requestBody": with_file("CollateralVersionIn", version_form),
                 "responses": {"201": version, **_problems(*WRITE_ERRORS, 404)},
             },
         },
