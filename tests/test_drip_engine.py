@@ -150,6 +150,13 @@ def test_every_email_carries_unsubscribe_headers_address_and_our_id(db, clock, s
     assert "/t/o/" in html and "Unsubscribe" in html and "/u/" in text
     assert "Postal address not set" in html  # the configured (here: default) postal address
     assert "/t/c/" in html and "https://cdn.example.com/planning-guide" not in html
+    from nurture.leads.services import find_lead_by_email, lead_document
+
+    with db.session_scope() as session:
+        received = lead_document(session, find_lead_by_email(session, "lead@example.com"))["messages"]
+    assert [(m["step_id"], m["status"], m["collateral"]) for m in received] == [
+        ("hello", "sent", [{"key": "planning-guide", "version": 1, "title": "Planning-Guide"}])
+    ]
     assert [link["url"] for link in links.values()] == ["https://cdn.example.com/planning-guide"]
     assert 'style="' in html  # CSS inlined
 

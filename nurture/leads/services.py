@@ -17,10 +17,14 @@ from sqlalchemy.orm import Session
 from nurture.db import insert_ignoring_conflicts
 from nurture.errors import NotFound
 from nurture.models import (
+    Collateral,
+    CollateralVersion,
     Enrollment,
     Lead,
     LifecycleChange,
     LifecycleStage,
+    Message,
+    MessageCollateral,
     Rejection,
     RejectionReason,
     Sequence,
@@ -31,6 +35,9 @@ RECENT_REJECTIONS = 50
 
 RECENT_ENROLLMENTS = 50
 """How many of a lead's enrollments its document lists, newest first."""
+
+RECENT_MESSAGES = 50
+"""How many of the emails a lead received its document lists, newest first."""
 
 
 
@@ -219,10 +226,48 @@ def lead_document(session: Session, lead: Lead, *, new: bool = False) -> dict[st
                 .limit(RECENT_ENROLLMENTS)
             ).all()
         ],
+        "messages": [] if new else messages_received(session, lead.id),
         "handoffs": [],
         "rejections": [rejection_document(r) for r in rejections],
         "events": [],
     }
+
+
+def messages_received(session: Session, lead_id: int) -> list[dict[str, Any]]:
+    """The emails the lead was sent, newest first, each with the collateral versions it featured
+    (across every nurture cycle: old enrollments keep their messages)."""
+    rows = session.execute(
+        select(Message, Enrollment.sequence_id)
+        .join(Enrollment, Enrollment.id == Message.enrollment_id)
+        .where(Message.lead_id == lead_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(RECENT_MESSAGES)
+    ).all()
+    featured: dict[int, list[dict[str, Any]]] = {}
+    if rows:
+        for message_id, key, version in session.execute(
+            select(MessageCollateral.message_id, Collateral.key, CollateralVersion)
+            .join(CollateralVersion,
+                  CollateralVersion.id == MessageCollateral.collateral_version_id)
+            .join(Collateral, Collateral.id == CollateralVersion.collateral_id)
+            .where(MessageCollateral.message_id.in_([m.id for m, _ in rows]))
+        ).all():
+            featured.setdefault(message_id, []).append(
+                {"key": key, "version": version.version, "title": version.title}
+            )
+    return [
+        {
+            "message_id": m.message_id,
+            "sequence_id": sequence_id,
+            "enrollment_id": m.enrollment_id,
+            "step_id": m.step_id,
+            "subject": m.subject,
+            "status": m.status.value,
+            "sent_at": _iso(m.sent_at),
+            "collateral": featured.get(m.id, []),
+        }
+        for m, sequence_id in rows
+    ]
 
 
 def enrollment_document(enrollment: Enrollment, sequence: Sequence) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class Lead(Closed):
     updated_at: datetime
     score: Score
     enrollments: list[Enrollment]
+    messages: list[MessageReceived]
     handoffs: list[dict[str, Any]]
     rejections: list[Rejection]
     events: list[dict[str, Any]]
@@ -76,6 +77,23 @@ class Enrollment(Closed):
     enrolled_at: datetime
     finished_at: datetime | None
     exit_reason: str | None
+
+
+class FeaturedCollateral(Closed):
+    key: str
+    version: int
+    title: str
+
+
+class MessageReceived(Closed):
+    message_id: str
+    sequence_id: int
+    enrollment_id: int
+    step_id: str
+    subject: str
+    status: Literal["sending", "sent", "failed", "unknown", "skipped"]
+    sent_at: datetime | None
+    collateral: list[FeaturedCollateral]
 
 
 class Routing(Closed):
