@@ -57,7 +57,7 @@ FLOW_TIMEOUT_S = 30.0
 """Longest the test waits for something the engine does within seconds."""
 
 BATCH_TIMEOUT_S = 90.0
-"""Longest a fault test waits for its whole batch (600 emails) to be settled."""
+"""Longest a fault test waits for its whole batch (400 emails) to be settled."""
 
 FAULT_LEADS = 200
 """Leads rejected at once in the fault tests (two sending jobs of 100)."""
