@@ -4,7 +4,8 @@
    statement, timed with 10,000, 100,000 and 1,000,000 active enrollments in the table (the
    10,000 due ones stay the same work; the rest wait up to 90 days), then with a tenth of the
    1,000,000 due, then claim after claim without releasing (a backlog of claimed, still-due
-   rows, as when workers fall behind). Medians of several runs, each from released claims.
+   rows, as when workers fall behind). Next to it, three ways of writing its statement, sent
+   through psycopg alone. Medians of several runs, each from released claims.
 2. Emails/s rendered and delivered by two real `nurture worker` processes (jobs enqueued by
    `workers.dispatcher.dispatch_due_steps`, the dispatcher's task) to a local SMTP sink in a
    process of its own, next to the raw rate of smtplib handing the same email, prerendered,
@@ -181,28 +182,27 @@ def timed_claim(database: Database, limit: int) -> float:
     return elapsed
 
 
-CLAIM_SQL = """
-UPDATE enrollments SET claimed_until = now() + interval '10 minutes'
-WHERE id IN (SELECT id FROM enrollments
-             WHERE status IN ('scheduled', 'active', 'held') AND next_due_at <= now()
-               AND (claimed_until IS NULL OR claimed_until < now())
-             ORDER BY next_due_at LIMIT {limit} FOR UPDATE SKIP LOCKED)
-RETURNING id, next_due_at
-"""
-"""The statement claim_due sends, written out (for EXPLAIN, and timed without the ORM)."""
-
-CLAIM_CTE_SQL = """
-WITH due AS MATERIALIZED (
+DUE_ROWS = """
   SELECT id FROM enrollments
   WHERE status IN ('scheduled', 'active', 'held') AND next_due_at <= now()
     AND (claimed_until IS NULL OR claimed_until < now())
-  ORDER BY next_due_at LIMIT {limit} FOR UPDATE SKIP LOCKED)
-UPDATE enrollments SET claimed_until = now() + interval '10 minutes'
-FROM due WHERE enrollments.id = due.id
-RETURNING enrollments.id, enrollments.next_due_at
-"""
-"""The same claim with the chosen ids materialized first: they are then looked up by primary
-key, where the form above lets the planner hash-join them against every enrollment."""
+  ORDER BY next_due_at LIMIT {limit} FOR UPDATE SKIP LOCKED"""
+"""The search for due rows, the same in every form of the claim below."""
+
+CLAIM_FORMS = {
+    # what claim_due sends since 6a4d3e4
+    "CTE": "WITH due AS MATERIALIZED (" + DUE_ROWS + ")\n"
+           "UPDATE enrollments SET claimed_until = now() + interval '10 minutes' "
+           "FROM due WHERE enrollments.id = due.id "
+           "RETURNING enrollments.id, enrollments.next_due_at",
+    # what claim_due sent before 6a4d3e4
+    "IN": "UPDATE enrollments SET claimed_until = now() + interval '10 minutes' "
+          "WHERE id IN (" + DUE_ROWS + ") RETURNING id, next_due_at",
+    # the chosen ids as an array: always looked up by primary key
+    "ANY": "UPDATE enrollments SET claimed_until = now() + interval '10 minutes' "
+           "WHERE id = ANY(ARRAY(" + DUE_ROWS + ")) RETURNING id, next_due_at",
+}
+"""Claim statements, written out: timed through psycopg alone, and EXPLAINed."""
 
 
 def timed_sql(conn: psycopg.Connection, sql: str, limit: int) -> float:
@@ -216,48 +216,48 @@ def timed_sql(conn: psycopg.Connection, sql: str, limit: int) -> float:
     return elapsed
 
 
-def claim_plan(conn: psycopg.Connection, limit: int) -> str:
-    """The claim's joins and scans as PostgreSQL plans them now, outermost first."""
-    rows = conn.execute("EXPLAIN " + CLAIM_SQL.format(limit=limit)).fetchall()
-    nodes = []
-    for (line,) in rows:
+def reached_by(conn: psycopg.Connection, sql: str, limit: int) -> str:
+    """How the plan reaches the rows it updates: a scan of every enrollment, or by key."""
+    for (line,) in conn.execute("EXPLAIN " + sql.format(limit=limit)).fetchall():
         node = line.strip().removeprefix("->").strip().split("  (")[0]
-        if node.startswith("Subquery Scan"):
-            continue
-        if "Join" in node or "Nested Loop" in node or "Scan" in node:
-            nodes.append(node.replace(" on enrollments enrollments_1", "")
-                         .replace(" on enrollments", ""))
-    return " > ".join(nodes)
+        if node.endswith(" on enrollments") and not node.startswith("Update"):
+            # the updated table's rows (the search for due ones reads enrollments_1)
+            if node.startswith("Seq Scan"):
+                return "scan"
+            return "pk" if "pk_enrollments" in node else node
+    return "?"
 
 
 def claims(database: Database, server: str, sizes: tuple[int, ...]) -> None:
     print(f"\n1. Claiming {CLAIM:,} due steps, commit included; median of {REPEATS} runs, each "
-          "from released claims (ms).\n   claim_due: the function; same SQL: its statement "
-          "through psycopg alone; CTE: that statement with the ids materialized first")
-    print(f"   {'enrollments':>11} {'due':>8} {'claim_due':>9} {'same SQL':>8} {'CTE':>5}  "
-          f"{'claim_due runs':<28} plan of the statement as claim_due sends it")
+          "from released claims (ms).\n   claim_due: the function; CTE: its statement through "
+          "psycopg alone; IN: the statement it sent before 6a4d3e4; ANY: id = ANY(ARRAY(...)).\n"
+          "   reached by: how each statement's plan reaches the rows it updates (scan of every "
+          "enrollment, or pk lookups)")
+    forms = ("claim_due", *CLAIM_FORMS)
+    print(f"   {'enrollments':>11} {'due':>8} " + " ".join(f"{f:>9}" for f in forms)
+          + f"  {'claim_due runs':<26} reached by (CTE IN ANY)")
     sequence = active_sequence(database)
     seeded = 0
     medians: dict[str, dict[str, float]] = {}
-    kinds = ("claim_due", "same SQL", "CTE")
     with psycopg.connect(server, autocommit=True) as conn:
 
         def measure(label: str, total: int, due: int) -> None:
-            runs: dict[str, list[float]] = {kind: [] for kind in kinds}
+            runs: dict[str, list[float]] = {form: [] for form in forms}
             for _ in range(REPEATS):
-                for kind, claim in (
-                    ("claim_due", lambda: timed_claim(database, CLAIM)),
-                    ("same SQL", lambda: timed_sql(conn, CLAIM_SQL, CLAIM)),
-                    ("CTE", lambda: timed_sql(conn, CLAIM_CTE_SQL, CLAIM)),
-                ):
+                for form in forms:
                     release_claims(conn)
-                    runs[kind].append(claim())
+                    runs[form].append(
+                        timed_claim(database, CLAIM) if form == "claim_due"
+                        else timed_sql(conn, CLAIM_FORMS[form], CLAIM)
+                    )
             release_claims(conn)
-            medians[label] = {kind: statistics.median(runs[kind]) * 1000 for kind in kinds}
-            m = medians[label]
+            medians[label] = {form: statistics.median(runs[form]) * 1000 for form in forms}
             shown = " ".join(f"{r * 1000:.0f}" for r in runs["claim_due"])
-            print(f"   {total:>11,} {due:>8,} {m['claim_due']:>9.0f} {m['same SQL']:>8.0f} "
-                  f"{m['CTE']:>5.0f}  {shown:<28} {claim_plan(conn, CLAIM)}", flush=True)
+            reached = " ".join(reached_by(conn, sql, CLAIM) for sql in CLAIM_FORMS.values())
+            print(f"   {total:>11,} {due:>8,} "
+                  + " ".join(f"{medians[label][form]:>9.0f}" for form in forms)
+                  + f"  {shown:<26} {reached}", flush=True)
 
         for size in sizes:
             started = time.perf_counter()
@@ -284,10 +284,10 @@ def claims(database: Database, server: str, sizes: tuple[int, ...]) -> None:
               f"{CLAIM + extra:,} due): " + " ".join(f"{b * 1000:.0f}" for b in backlog) + " ms")
 
     first, last = medians[str(sizes[0])], medians[str(largest)]
-    for kind in kinds:
-        growth = last[kind] / first[kind]
+    for form in forms:
+        growth = last[form] / first[form]
         verdict = "met" if growth <= 1.5 else "MISSED"
-        print(f"   {kind}: {sizes[0]:,} -> {largest:,} enrollments x{growth:.2f} "
+        print(f"   {form}: {sizes[0]:,} -> {largest:,} enrollments x{growth:.2f} "
               f"(target: within x1.5) {verdict}")
     if len(backlog) > 1:
         print(f"   backlog: claim {len(backlog)} takes x{backlog[-1] / backlog[0]:.1f} the first "
