@@ -160,12 +160,15 @@ class Entry(Closed):
 
 
 class SendWindow(Closed):
-    """Days and hours in the lead's time zone (else `timezone`) when emails may go out."""
+    """Days and hours in the lead's time zone (else `timezone`) when emails may go out.
+
+    `end` is exclusive; `24:00` ends the window with the day.
+    """
 
     days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"],
                                 min_length=1)
     start: ClockTime = "09:00"
-    end: ClockTime = "17:00"
+    end: Annotated[str, StringConstraints(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")] = "17:00"
     timezone: Annotated[str, AfterValidator(normalize_timezone)] | None = None
 
     @model_validator(mode="after")

@@ -185,13 +185,14 @@ def next_window_start(window: SendWindow, zone: ZoneInfo, now: datetime) -> date
     """`now` if it is inside the send window, else when the window next opens."""
     local = now.astimezone(zone)
     start = time(*map(int, window.start.split(":")))
-    end = time(*map(int, window.end.split(":")))
+    end_hour, end_minute = map(int, window.end.split(":"))
     for days in range(8):
         day = local.date() + timedelta(days=days)
         if WEEKDAYS[day.weekday()] not in window.days:
             continue
         opens = datetime.combine(day, start, tzinfo=zone)
-        closes = datetime.combine(day, end, tzinfo=zone)
+        closes = datetime.combine(day, time(0), tzinfo=zone) + timedelta(
+            hours=end_hour, minutes=end_minute)  # 24:00 is the next midnight
         if local < closes:
             return now if local >= opens else opens.astimezone(now.tzinfo)
     raise AssertionError("a window with at least one day opens within a week")

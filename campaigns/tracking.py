@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from campaigns.engine import wake_for_lead
 from nurture.db import insert_ignoring_conflicts
 from nurture.errors import NotFound
-from nurture.models import EngagementEvent, EventType, Message, Suppression, SuppressionReason
+from nurture.models import (
+    LIVE_ENROLLMENT,
+    EngagementEvent,
+    Enrollment,
+    EventType,
+    Message,
+    Suppression,
+    SuppressionReason,
+)
 
 MAX_USER_AGENT = 512
 """Longest user agent kept with an event."""
@@ -68,6 +77,12 @@ def unsubscribe(session: Session, message_id: int, *, now: datetime) -> str:
         .returning(Suppression.id)
     ).scalar_one_or_none()
     if inserted is not None:
+        # every sequence of the lead exits now, not when its next step comes due
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.lead_id == message.lead_id, Enrollment.status.in_(LIVE_ENROLLMENT))
+            .values(next_due_at=now)
+        )
         session.add(EngagementEvent(
             lead_id=message.lead_id, message_id=message.id, type=EventType.UNSUBSCRIBE,
             occurred_at=now, received_at=now, source="tracking",

@@ -368,3 +368,28 @@ def test_an_smtp_server_that_never_answers_is_retried_not_duplicated(db, clock, 
     clock.advance(minutes=1)
     tick(db, clock, lambda: Sending.from_settings(settings, messenger=SmtpMessenger(good_url)))
     assert len(sink.messages) == 1
+
+
+def test_a_window_ending_at_24_00_is_open_until_midnight(db, clock, sending):
+    sink, make = sending
+    document = copy.deepcopy(DOCUMENT)
+    document["send_window"] = {**ALWAYS, "end": "24:00"}
+    setup_sequence(db, clock, document)
+    clock.now = datetime(2026, 11, 24, 23, 59, 30, tzinfo=UTC)
+    reject(db, clock)
+    tick(db, clock, make)
+    assert len(sink.messages) == 1
+
+
+def test_an_unsubscribe_ends_every_sequence_of_the_lead_at_once(db, clock, sending, client):
+    sink, make = sending
+    document = copy.deepcopy(DOCUMENT)
+    document["stages"][0]["steps"][1]["duration"] = "P30D"  # a long wait after the first email
+    setup_sequence(db, clock, document)
+    enrollment_id = reject(db, clock)
+    tick(db, clock, make)
+    unsubscribe = sink.messages[0]["List-Unsubscribe"].strip("<>").removeprefix("http://127.0.0.1:8000")
+    assert client.post(unsubscribe).status_code == 200
+    tick(db, clock, make)  # no need to wait 30 days for the sequence to notice
+    final = enrollment(db, enrollment_id)
+    assert (final.status, final.exit_reason) == (EnrollmentStatus.EXITED, "unsubscribed")
