@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +53,7 @@ from nurture.config import load_settings, with_secret_key
 from nurture.db import Database
 from nurture.embedded_redis import EmbeddedRedis, free_port
 from nurture.migrate import upgrade_database
+from nurture.testing import scratch_database
 from workers.connection import redis_connection
 from workers.dispatcher import Tick, dispatch_due_steps
 
@@ -107,18 +107,9 @@ DOCUMENT = {
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
     """A new database on the server of `server_url`, migrated; dropped on the way out."""
-    url = make_url(load_settings({"DATABASE_URL": server_url}).database_url)
-    name = f"nurture_bench_dispatch_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        database_url = url.set(database=name).render_as_string(hide_password=False)
+    with scratch_database(server_url, prefix="nurture_bench_dispatch") as database_url:
         upgrade_database(database_url)
         yield database_url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bench_zone() -> str:

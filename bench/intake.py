@@ -31,9 +31,8 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from nurture.config import load_settings
+from nurture.testing import scratch_database
 
 SIZES = (10_000, 100_000, 1_000_000)
 """Rows of the generated files; --quick leaves out the last."""
@@ -110,19 +110,9 @@ def write_file(path: Path, count: int) -> Path:
 # The database and the processes under test.
 
 
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of `server_url`, dropped afterwards (as tests/conftest.py)."""
-    url = make_url(load_settings({"DATABASE_URL": server_url}).database_url)
-    name = f"nurture_bench_{uuid.uuid4().hex[:10]}"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def fresh_database(server_url: str) -> AbstractContextManager[str]:
+    """A new database on the server of `server_url`, dropped afterwards."""
+    return scratch_database(server_url, prefix="nurture_bench")
 
 
 def nurture(env: dict[str, str], *args: str) -> str:

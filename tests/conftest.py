@@ -9,7 +9,6 @@ it, the embedded redis-server that `nurture up` uses.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,38 +18,23 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 
 from nurture import create_app
 from nurture.accounts.services import create_token
 from nurture.clock import utcnow
-from nurture.config import load_settings
 from nurture.db import Database
 from nurture.embedded_redis import EmbeddedRedis
 from nurture.migrate import upgrade_database
 from nurture.models import Base, Role
-
-
-def _postgres_database(base_url: str) -> Iterator[str]:
-    import psycopg
-
-    url = make_url(load_settings({"DATABASE_URL": base_url}).database_url)
-    name = f"nurture_test_{uuid.uuid4().hex[:10]}"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from nurture.testing import scratch_database
 
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     configured = os.environ.get("DATABASE_URL", "")
     if configured.startswith("postgres"):
-        yield from _postgres_database(configured)
+        with scratch_database(configured) as url:
+            yield url
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'nurture.db'}"
 
