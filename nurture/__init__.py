@@ -28,10 +28,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
-        JSON_SORT_KEYS=False,
     )
     app.config.update({k: v for k, v in overrides.items() if k not in ENV_NAMES})
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # answers keep their documented order
     app.extensions["nurture.settings"] = settings
 
     from nurture import web
