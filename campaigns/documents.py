@@ -7,6 +7,7 @@ that exists, branch targets) are checked by `check_document`, which names paths 
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -302,3 +303,24 @@ def dump_document(document: dict[str, Any], *, yaml_format: bool) -> str:
     if yaml_format:
         return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+_PARSED: dict[int, tuple[dict[str, Any], SequenceDocument]] = {}
+PARSED_CACHE_SIZE = 512
+"""Stored versions whose parsed document a process keeps."""
+
+
+def version_document(version_id: int, stored: dict[str, Any]) -> SequenceDocument:
+    """The parsed document of a stored sequence version, parsed once per process.
+
+    Versions are immutable, but ids can be reused (SQLite after deletes, tests restarting
+    sequences), so the stored data is compared too: far cheaper than validating it again.
+    """
+    cached = _PARSED.get(version_id)
+    if cached is not None and cached[0] == stored:
+        return cached[1]
+    document = SequenceDocument.model_validate(stored)
+    if len(_PARSED) >= PARSED_CACHE_SIZE:
+        _PARSED.pop(next(iter(_PARSED)))
+    _PARSED[version_id] = (copy.deepcopy(stored), document)  # a copy no caller can change
+    return document

@@ -28,6 +28,7 @@ from campaigns.documents import (
     SequenceDocument,
     WaitStep,
     parse_duration,
+    version_document,
 )
 from campaigns.routing import lead_zone
 from nurture.models import (
@@ -100,7 +101,7 @@ def advance(
     sequence = session.get(Sequence, enrollment.sequence_id)
     version = session.get(SequenceVersion, enrollment.version_id)
     assert lead is not None and sequence is not None and version is not None
-    document = SequenceDocument.model_validate(version.document)
+    document = version_document(version.id, version.document)
 
     reason = exit_reason(session, lead, enrollment)
     if reason is not None:
@@ -223,11 +224,12 @@ def _email(
         enrollment.next_due_at = cap_free
         _event(session, enrollment, "held by frequency cap", step.id, now)
         return None
-    problems = collateral_problems(session, step.collateral, today=now.astimezone(zone).date())
-    if problems:
+    today = now.astimezone(zone).date()
+    versions = sendable_versions(session, step.collateral, today=today)
+    if len(versions) < len(set(step.collateral)):  # only then ask why, at the cost of queries
+        problems = collateral_problems(session, step.collateral, today=today)
         _hold(session, enrollment, "; ".join(problems.values()), now)
         return None
-    versions = sendable_versions(session, step.collateral, today=now.astimezone(zone).date())
     if existing is None:
         existing = Message(
             message_id=secrets.token_hex(16), enrollment_id=enrollment.id, step_id=step.id,
@@ -341,7 +343,7 @@ def _after_message(session: Session, message: Message, what: str, now: datetime)
     version = session.get(SequenceVersion, enrollment.version_id) if enrollment else None
     assert enrollment is not None and version is not None
     if enrollment.step_id == message.step_id:
-        document = SequenceDocument.model_validate(version.document)
+        document = version_document(version.id, version.document)
         _move(session, enrollment, document.next_step_id(message.step_id), now, what,
               step_for_event=message.step_id)
     session.flush()
@@ -358,7 +360,7 @@ def wake_for_lead(session: Session, lead_id: int, *, now: datetime) -> int:
     for enrollment in enrollments:
         version = session.get(SequenceVersion, enrollment.version_id)
         assert version is not None
-        step = SequenceDocument.model_validate(version.document).step(enrollment.step_id or "")
+        step = version_document(version.id, version.document).step(enrollment.step_id or "")
         if isinstance(step, BranchStep):
             enrollment.next_due_at = now
             woken += 1

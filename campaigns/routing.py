@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from campaigns.documents import LeadCriteria, SequenceDocument
+from campaigns.documents import LeadCriteria, SequenceDocument, version_document
 from nurture.db import insert_ignoring_conflicts
 from nurture.models import (
     LIVE_ENROLLMENT,
@@ -82,7 +82,7 @@ def active_sequences(session: Session) -> list[tuple[Sequence, SequenceVersion, 
         .where(Sequence.status == SequenceStatus.ACTIVE)
         .order_by(Sequence.priority, Sequence.id)
     ).all()
-    return [(s, v, SequenceDocument.model_validate(v.document)) for s, v in rows]
+    return [(s, v, version_document(v.id, v.document)) for s, v in rows]
 
 
 def route_lead(

@@ -132,7 +132,7 @@ def compose(session: Session, outgoing: engine.Outgoing, sending: Sending) -> tu
         select(Collateral.id, Collateral.key).where(
             Collateral.id.in_([v.collateral_id for v in versions if v is not None])
         )
-    ).all())
+    ).all()) if versions else {}
     base = sending.sender.base_url
     signer = sending.signer
     unsubscribe_url = f"{base}/u/{signer.unsubscribe_token(message.id)}"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.collateral import collateral_problems
-from campaigns.documents import EmailStep, SequenceDocument, check_structure
+from campaigns.documents import EmailStep, SequenceDocument, check_structure, version_document
 from campaigns.rendering import TemplateStore, check_template, make_environment
 from nurture.errors import Conflict, InvalidInput, NotFound
 from nurture.fields import field_errors
@@ -145,7 +145,7 @@ def activation_problems(
     session: Session, version: SequenceVersion, *, today: date
 ) -> dict[str, list[str]]:
     """Each step that stops this version going live, with why (empty when it may)."""
-    document = SequenceDocument.model_validate(version.document)
+    document = version_document(version.id, version.document)
     problems = collateral_problems(session, document.collateral_keys(), today=today)
     errors: dict[str, list[str]] = {}
     for si, ti, step in document.steps():
@@ -174,7 +174,7 @@ def activate_sequence(
         )
     sequence.status = SequenceStatus.ACTIVE
     sequence.active_version_id = version.id
-    document = SequenceDocument.model_validate(version.document)
+    document = version_document(version.id, version.document)
     sequence.priority = document.priority
     sequence.updated_at = now
     session.flush()
@@ -229,7 +229,7 @@ def migrate_enrollments(
     assert target is not None
     if source.id == target.id:
         raise Conflict(f"version {from_version} is the live version already")
-    target_steps = set(SequenceDocument.model_validate(target.document).step_ids())
+    target_steps = set(version_document(target.id, target.document).step_ids())
     moved, stayed = 0, []
     live = session.execute(
         select(Enrollment).where(Enrollment.version_id == source.id,

@@ -242,3 +242,13 @@ def test_enrolled_leads_move_to_a_new_version_only_by_explicit_migration(markete
                          json={"from_version": 2}).status_code == 409
     assert marketer.post(f"/api/v1/sequences/{created['id']}/migrate",
                          json={"from_version": "1"}).status_code == 422
+
+
+def test_a_parsed_version_is_remembered_but_never_for_other_data_under_the_same_id():
+    from campaigns.documents import version_document
+
+    first = copy.deepcopy(MINIMAL)
+    assert version_document(987_654, first) is version_document(987_654, copy.deepcopy(first))
+    first["name"] = "changed after parsing"  # the caller's dict, not the remembered one
+    other = copy.deepcopy(MINIMAL) | {"name": "Another sequence, same id"}
+    assert version_document(987_654, other).name == "Another sequence, same id"
