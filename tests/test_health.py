@@ -30,3 +30,25 @@ def test_readyz_is_503_when_the_database_does_not_answer(service_env):
     assert response.status_code == 503
     assert response.json["checks"]["database"].startswith("error")
     assert response.json["checks"]["redis"] == "ok"
+
+
+def test_wsgi_module_builds_the_app_from_the_environment(service_env):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import wsgi\n"
+        "client = wsgi.app.test_client()\n"
+        "print(wsgi.app.name, client.get('/healthz').status_code, client.get('/readyz').status_code)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, **service_env})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["nurture", "200", "200"]
+    bad = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=root, capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, **service_env, "DATABASE_URL": "mysql://x"})
+    assert bad.returncode != 0 and "DATABASE_URL" in bad.stderr
