@@ -71,5 +71,5 @@ def _http_error(exc: HTTPException) -> Any:
         if exc.code == 413:
             limit = request.max_content_length or current_app.config["MAX_CONTENT_LENGTH"]
             detail = f"the body is larger than {limit} bytes"
-        return problem(exc.code or 500, detail, headers=dict(exc.get_headers()) | {})
+        return problem(exc.code or 500, detail, headers=dict(exc.get_headers()))
     return exc
