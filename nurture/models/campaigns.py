@@ -39,8 +39,12 @@ LIVE_ENROLLMENT = ("scheduled", "active", "held")
 
 
 class MessageStatus(enum.StrEnum):
-    """`sending` is committed before the SMTP/provider call; a crash leaves it `unknown`."""
+    """`sending` is committed before the SMTP/provider call; a crash leaves it `unknown`.
 
+    `queued`: planned and composed in a batch, certainly not handed over yet (safe to send).
+    """
+
+    QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
