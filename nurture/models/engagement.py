@@ -17,12 +17,21 @@ from nurture.models.base import Base, BigId, id_pk, str_enum
 
 
 class EventType(enum.StrEnum):
+    """What happened, provider-neutral; the provider's own name is kept in `properties`."""
+
+    PROCESSED = "processed"
+    """Accepted by the provider for delivery (SendGrid processed, SES Send)."""
+    DEFERRED = "deferred"
+    """Delivery delayed, still being tried (deferred, temporary failure, DeliveryDelay)."""
+    DROPPED = "dropped"
+    """The provider will not deliver it (dropped, Reject, Rendering Failure)."""
     DELIVERED = "delivered"
     OPEN = "open"
     CLICK = "click"
     BOUNCE = "bounce"
     SPAM_COMPLAINT = "spam_complaint"
     UNSUBSCRIBE = "unsubscribe"
+    RESUBSCRIBE = "resubscribe"
     PAGE_VIEW = "page_view"
     FORM_SUBMIT = "form_submit"
     CONTENT_DOWNLOAD = "content_download"
