@@ -23,7 +23,13 @@ from nurture.models.collateral import (
     CollateralVersion,
     FunnelStage,
 )
-from nurture.models.engagement import EngagementEvent, EventType
+from nurture.models.engagement import (
+    EngagementEvent,
+    EventType,
+    MailgunToken,
+    SnsSubscription,
+    SnsSubscriptionStatus,
+)
 from nurture.models.leads import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "Lead",
     "LifecycleChange",
     "LifecycleStage",
+    "MailgunToken",
     "Message",
     "MessageCollateral",
     "MessageStatus",
@@ -52,6 +59,8 @@ __all__ = [
     "Sequence",
     "SequenceStatus",
     "SequenceVersion",
+    "SnsSubscription",
+    "SnsSubscriptionStatus",
     "Suppression",
     "SuppressionReason",
     "User",

@@ -10,7 +10,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.models.base import Base, BigId, id_pk, str_enum
@@ -47,6 +47,11 @@ class EngagementEvent(Base):
         UniqueConstraint("source", "source_event_id", name="uq_engagement_events_source_event"),
         Index("ix_engagement_events_lead_id_occurred_at", "lead_id", "occurred_at"),
         Index("ix_engagement_events_message_id", "message_id"),
+        # the events not yet handed to scoring (a sweep finds what Redis lost)
+        Index(
+            "ix_engagement_events_unhandled", "id",
+            postgresql_where=text("handled_at IS NULL"), sqlite_where=text("handled_at IS NULL"),
+        ),
     )
 
     id: Mapped[id_pk]
@@ -69,3 +74,48 @@ class EngagementEvent(Base):
     is_machine: Mapped[bool] = mapped_column(Boolean, default=False)
     machine_reason: Mapped[str | None] = mapped_column(String(255))
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    handled_at: Mapped[datetime | None]
+    """When the event was handed to scoring and woke the lead's branches (None: not yet)."""
+
+
+class MailgunToken(Base):
+    """A Mailgun webhook token seen, with a digest of the event-data it came with.
+
+    Mailgun's signature covers the timestamp and token but not the event: a token seen before
+    with other event-data is a forgery; with the same event-data, a redelivery."""
+
+    __tablename__ = "mailgun_tokens"
+
+    id: Mapped[id_pk]
+    token: Mapped[str] = mapped_column(String(255), unique=True)
+    signed_at: Mapped[datetime]
+    event_digest: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SnsSubscriptionStatus(enum.StrEnum):
+    PENDING = "pending"
+    """Recorded; not confirmed (the SubscribeURL was not reachable, or not tried yet)."""
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class SnsSubscription(Base):
+    """An Amazon SNS subscription (un)confirmation message, for the admin to see and act on."""
+
+    __tablename__ = "sns_subscriptions"
+
+    id: Mapped[id_pk]
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    """SNS `MessageId`: a redelivered confirmation is the same row."""
+    topic_arn: Mapped[str] = mapped_column(String(512), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    """`SubscriptionConfirmation` or `UnsubscribeConfirmation`."""
+    subscribe_url: Mapped[str | None] = mapped_column(Text)
+    token: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[SnsSubscriptionStatus] = mapped_column(
+        str_enum(SnsSubscriptionStatus, "sns_subscription_status")
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
