@@ -11,6 +11,7 @@ from campaigns.sending import Sending, run_due
 from nurture.clock import utcnow
 from nurture.config import load_settings, with_secret_key
 from nurture.db import Database
+from nurture.engagement.handling import handle_events
 
 
 def send_due_steps(enrollment_ids: str) -> dict[str, int]:
@@ -21,5 +22,15 @@ def send_due_steps(enrollment_ids: str) -> dict[str, int]:
         ids = [int(part) for part in enrollment_ids.split(",") if part]
         counts = run_due(database, ids, Sending.from_settings(settings), clock=utcnow)
         return asdict(counts)
+    finally:
+        database.dispose()
+
+
+def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
+    """Hand the stored, still unhandled engagement events with ids in [first_id, last_id] on."""
+    database = Database.from_settings(load_settings())
+    try:
+        with database.session_scope() as session:
+            return asdict(handle_events(session, first_id, last_id, now=utcnow()))
     finally:
         database.dispose()

@@ -82,6 +82,13 @@ JOB_KINDS: Mapping[str, JobKind] = {
             queue=QueueName.SENDING, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
             failure_ttl_s=7 * DAY,
         ),
+        # Stored engagement events (an id range) handed to scoring and waking branches. Safe to
+        # retry: only rows still unhandled are taken (nurture.engagement.handling).
+        JobKind(
+            name="handle_engagement", function="workers.jobs.handle_engagement",
+            queue=QueueName.SCORING, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
+            failure_ttl_s=7 * DAY, retry_intervals_s=(10, MINUTE, 10 * MINUTE),
+        ),
     )
 }
 """Every job kind the project enqueues. A new job gets its row here, not arguments elsewhere."""

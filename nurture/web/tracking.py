@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from campaigns import tracking
 from nurture.clock import utcnow
+from nurture.engagement import tracking as engagement
 from nurture.errors import NotFound
 from nurture.tracking.tokens import Signer
 from nurture.web import db_session, settings
@@ -32,8 +33,8 @@ def open_pixel(token: str) -> Any:
     if message_id is not None:
         session = db_session()
         try:
-            tracking.record_open(session, message_id, user_agent=request.user_agent.string,
-                                 now=utcnow())
+            engagement.record_open(session, message_id, user_agent=request.user_agent.string,
+                                   ip=request.remote_addr, now=utcnow())
             session.commit()
         except NotFound:
             session.rollback()
@@ -48,8 +49,8 @@ def click(token: str) -> Any:
         abort(404)
     session = db_session()
     try:
-        url = tracking.record_click(session, *decoded, user_agent=request.user_agent.string,
-                                    now=utcnow())
+        url = engagement.record_click(session, *decoded, user_agent=request.user_agent.string,
+                                      ip=request.remote_addr, now=utcnow())
     except NotFound:
         abort(404)
     session.commit()

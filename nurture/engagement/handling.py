@@ -1,0 +1,77 @@
+"""Handing stored events on: what runs after the request that stored them has been answered.
+
+A stored event has `handled_at` NULL until `handle_events()` has taken it: it wakes the lead's
+branches that wait on engagement and is where scoring (issue #5) plugs in. It only ever takes
+unhandled rows (locked, skipping rows another worker holds), so running it twice, or for a
+range that holds other requests' events, changes nothing the second time. If Redis loses the
+job, `unhandled_ranges()` finds the events again from the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from campaigns.engine import wake_for_lead
+from nurture.models import EngagementEvent, EventType
+
+WAKING_TYPES = (EventType.OPEN, EventType.CLICK)
+"""Engagement that branches wait for (`campaigns.engine._branch`)."""
+
+MAX_RANGE = 1000
+"""Most events one sweep range (one job) covers."""
+
+
+@dataclass(frozen=True)
+class Handled:
+    events: int
+    leads: int
+    woken: int
+
+
+def handle_events(session: Session, first_id: int, last_id: int, *, now: datetime) -> Handled:
+    """Hand the unhandled events with ids in [first_id, last_id] on; mark them handled."""
+    rows = session.execute(
+        select(EngagementEvent.id, EngagementEvent.lead_id, EngagementEvent.type,
+               EngagementEvent.is_machine)
+        .where(EngagementEvent.id.between(first_id, last_id),
+               EngagementEvent.handled_at.is_(None))
+        .order_by(EngagementEvent.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return Handled(0, 0, 0)
+    # scoring (issue #5) takes the same rows here: human engagement only, by lead
+    waking = sorted({r.lead_id for r in rows
+                     if r.lead_id is not None and r.type in WAKING_TYPES and not r.is_machine})
+    woken = sum(wake_for_lead(session, lead_id, now=now) for lead_id in waking)
+    session.execute(
+        update(EngagementEvent)
+        .where(EngagementEvent.id.in_([r.id for r in rows]))
+        .values(handled_at=now)
+    )
+    return Handled(len(rows), len({r.lead_id for r in rows if r.lead_id is not None}), woken)
+
+
+def unhandled_ranges(
+    session: Session, *, received_before: datetime, limit: int = 20
+) -> list[tuple[int, int]]:
+    """Id ranges of events stored before `received_before` and still unhandled (for a sweep)."""
+    ids = session.execute(
+        select(EngagementEvent.id)
+        .where(EngagementEvent.handled_at.is_(None),
+               EngagementEvent.received_at < received_before)
+        .order_by(EngagementEvent.id)
+        .limit(limit * MAX_RANGE)
+    ).scalars().all()
+    return [(ids[i], ids[min(i + MAX_RANGE, len(ids)) - 1]) for i in range(0, len(ids), MAX_RANGE)]
+
+
+def count_unhandled(session: Session) -> int:
+    return session.execute(
+        select(func.count()).select_from(EngagementEvent)
+        .where(EngagementEvent.handled_at.is_(None))
+    ).scalar_one()
