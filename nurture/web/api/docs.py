@@ -186,3 +186,10 @@ class NurtureResult(Closed):
     lead: Lead
     enrollment: Enrollment | None
     routing: Routing
+
+
+class EventsAccepted(Closed):
+    accepted: int
+    """Events stored now."""
+    duplicates: int
+    """Events whose `id` was stored before (or repeated in this request): nothing changed."""

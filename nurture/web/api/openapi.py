@@ -11,6 +11,7 @@ from campaigns.documents import SequenceDocument
 from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
 from campaigns.uploads import ALLOWED_TYPES, MAX_UPLOAD_BYTES
 from nurture import MAX_REQUEST_BYTES
+from nurture.engagement.schemas import MAX_EVENTS, EventsIn
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.web.api import bp, docs
 from nurture.web.api.sequences import MigrateIn
@@ -69,6 +70,8 @@ def openapi_document() -> dict[str, Any]:
             (ReviewIn, "validation"),
             (docs.CollateralVersion, "serialization"),
             (docs.CollateralDetail, "serialization"),
+            (EventsIn, "validation"),
+            (docs.EventsAccepted, "serialization"),
         ],
         ref_template=REF,
     )
@@ -146,6 +149,26 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json("RejectionResult", "recorded"),
                         "200": _json("RejectionResult", "recorded before (same crm_id)"),
+                        **_problems(*WRITE_ERRORS),
+                    },
+                },
+            },
+            "/events": {
+                "post": {
+                    "operationId": "recordEvents",
+                    "summary": "Engagement from the website and other systems, idempotent by `id`",
+                    "description": (
+                        f"At most {MAX_EVENTS} events, stored in one transaction (any invalid "
+                        "event refuses the whole request). An `id` stored before is counted in "
+                        "`duplicates` and changes nothing. An `email` that matches no lead is "
+                        "stored unmatched; a `lead_id` that does not exist is a 422."
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("EventsIn")}},
+                    },
+                    "responses": {
+                        "202": _json("EventsAccepted", "stored (or stored before)"),
                         **_problems(*WRITE_ERRORS),
                     },
                 },

@@ -1,0 +1,141 @@
+"""POST /api/v1/events: client engagement, idempotent by the client's id, refused whole."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from nurture.models import EngagementEvent, EventType, Role
+from tests.test_openapi import _check
+
+AT = "2026-11-20T09:30:00+01:00"
+
+
+def lead_id(api, email="ada@example.com") -> int:
+    created = api.post("/api/v1/leads", json={"email": email})
+    assert created.status_code == 201, created.json
+    return created.json["id"]
+
+
+def one(**kw):
+    return {"id": "evt-1", "email": "ada@example.com", "type": "page_view", "occurred_at": AT,
+            "properties": {"url": "https://www.example.com/pricing"}} | kw
+
+
+def stored(db) -> list[EngagementEvent]:
+    with db.session_scope() as session:
+        return session.execute(
+            select(EngagementEvent).order_by(EngagementEvent.id)).scalars().all()
+
+
+def test_every_client_type_is_stored_on_its_lead_and_a_retry_changes_nothing(api, db, client):
+    ada = lead_id(api)
+    types = ["page_view", "form_submit", "content_download", "webinar_registered",
+             "webinar_attended", "email_reply", "meeting_booked"]
+    events = [one(id=f"e-{t}", type=t) for t in types[:-1]]
+    events.append({"id": "e-meeting", "lead_id": ada, "type": "meeting_booked",
+                   "occurred_at": "2026-11-20T08:00:00Z"})
+    answer = api.post("/api/v1/events", json={"events": events})
+    assert (answer.status_code, answer.json) == (202, {"accepted": 7, "duplicates": 0})
+    again = api.post("/api/v1/events", json={"events": events})
+    assert (again.status_code, again.json) == (202, {"accepted": 0, "duplicates": 7})
+    rows = stored(db)
+    assert [r.type.value for r in rows] == types
+    assert {(r.lead_id, r.source) for r in rows} == {(ada, "api")}
+    assert rows[0].occurred_at.isoformat() == "2026-11-20T08:30:00+00:00"
+    assert rows[0].properties == {"url": "https://www.example.com/pricing"}
+    # the lead document is unchanged in shape (its events list is another issue's)
+    assert api.get(f"/api/v1/leads/{ada}").status_code == 200
+
+
+def test_an_unknown_email_is_stored_unmatched_with_its_address(api, db):
+    answer = api.post("/api/v1/events", json={"events": [one(email="Nobody@Example.com")]})
+    assert (answer.status_code, answer.json) == (202, {"accepted": 1, "duplicates": 0})
+    (row,) = stored(db)
+    assert (row.lead_id, row.properties["email"]) == (None, "nobody@example.com")
+
+
+def test_a_repeat_inside_one_request_is_one_event(api, db):
+    lead_id(api)
+    answer = api.post("/api/v1/events", json={"events": [one(), one()]})
+    assert answer.json == {"accepted": 1, "duplicates": 1}
+    assert len(stored(db)) == 1
+
+
+def test_bad_input_is_refused_whole_and_stores_nothing(api, db, client, make_token):
+    lead_id(api)
+    good = one(id="good")
+    cases = {
+        "not json": (dict(data="{", content_type="application/json"), 400, None),
+        "not a json type": (dict(data="x", content_type="text/plain"), 415, None),
+        "no events key": (dict(json={"evts": []}), 422, "evts"),
+        "empty": (dict(json={"events": []}), 422, "events"),
+        "too many": (dict(json={"events": [one(id=str(i)) for i in range(1001)]}), 422, "events"),
+        "both lead keys": (dict(json={"events": [good, one(lead_id=1)]}), 422, "events[1]"),
+        "no lead": (dict(json={"events": [good, {k: v for k, v in one().items()
+                                                   if k != "email"}]}), 422, "events[1]"),
+        "provider type": (dict(json={"events": [good, one(type="open")]}), 422, "events[1].type"),
+        "naive time": (dict(json={"events": [good, one(occurred_at="2026-11-20T09:30:00")]}),
+                       422, "events[1].occurred_at"),
+        "unix time": (dict(json={"events": [good, one(occurred_at=1700000000)]}), 422,
+                      "events[1].occurred_at"),
+        "far future": (dict(json={"events": [good, one(occurred_at="2999-01-01T00:00:00Z")]}),
+                       422, "events[1].occurred_at"),
+        "bad email": (dict(json={"events": [good, one(email="not-an-address")]}), 422,
+                      "events[1].email"),
+        "unknown lead": (dict(json={"events": [good, {"id": "x", "lead_id": 999999,
+                                                      "type": "page_view", "occurred_at": AT}]}),
+                         422, "events[1].lead_id"),
+        "unknown field": (dict(json={"events": [good, one(score=5)]}), 422, "events[1].score"),
+        "same id, other content": (dict(json={"events": [good, one(id="good", type="form_submit")]}),
+                                   422, "events[1].id"),
+        "empty id": (dict(json={"events": [good, one(id="")]}), 422, "events[1].id"),
+        "NUL in properties": (dict(json={"events": [good, one(properties={"a": "\x00"})]}), 422,
+                              "events[1].properties"),
+    }
+    for name, (request, status, field) in cases.items():
+        answer = api.post("/api/v1/events", **request)
+        assert answer.status_code == status, (name, answer.json)
+        assert answer.mimetype == "application/problem+json", name
+        if field is not None:
+            assert any(key.startswith(field) for key in answer.json["errors"]), (name, answer.json)
+    assert stored(db) == []
+
+
+def test_a_body_over_the_limit_is_413_and_stores_nothing(api, db):
+    lead_id(api)
+    huge = {"events": [one(properties={"blob": "x" * (10 * 1024 * 1024)})]}
+    answer = api.post("/api/v1/events", json=huge)
+    assert answer.status_code == 413
+    assert stored(db) == []
+
+
+def test_tokens_and_roles(client, make_token, db):
+    body = {"events": [one()]}
+    assert client.post("/api/v1/events", json=body).status_code == 401
+    rep = {"Authorization": f"Bearer {make_token(Role.REP)}"}
+    assert client.post("/api/v1/events", json=body, headers=rep).status_code == 403
+    marketer = {"Authorization": f"Bearer {make_token(Role.MARKETER)}"}
+    assert client.post("/api/v1/events", json=body, headers=marketer).status_code == 202
+    assert [r.type for r in stored(db)] == [EventType.PAGE_VIEW]
+
+
+def test_answers_match_the_openapi_document(api, client):
+    document = client.get("/api/v1/openapi.json").json
+    _check(document, "/events", "post", api.post("/api/v1/events", json={"events": [one()]}))
+    _check(document, "/events", "post", api.post("/api/v1/events", json={"events": []}))
+
+
+def test_new_events_are_handed_to_scoring_through_rq(api, app, db):
+    from rq import Queue
+
+    lead_id(api)
+    answer = api.post("/api/v1/events", json={"events": [one(), one(id="evt-2")]})
+    assert answer.json["accepted"] == 2
+    connection = app.extensions["nurture.redis"]
+    jobs = Queue("scoring", connection=connection).jobs
+    ids = [row.id for row in stored(db)]
+    assert [(j.func_name, j.args) for j in jobs] == [
+        ("workers.jobs.handle_engagement", (min(ids), max(ids)))]
+    retried = api.post("/api/v1/events", json={"events": [one()]})
+    assert retried.json == {"accepted": 0, "duplicates": 1}
+    assert len(Queue("scoring", connection=connection).jobs) == 1  # nothing new to hand on
