@@ -37,10 +37,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from nurture.web import api, files, health, tracking
+    from nurture.web import api, files, health, tracking, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(files.bp)
+    app.register_blueprint(webhooks.bp)
     return app

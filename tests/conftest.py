@@ -106,6 +106,16 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         connection.flushdb()
 
 
+@pytest.fixture(scope="session")
+def providers(app: Flask, service_env: dict[str, str],
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An app with every email provider's webhook settings (tests/webhook_app.py)."""
+    from tests.webhook_app import provider_app
+
+    with provider_app(service_env, tmp_path_factory.mktemp("sns-certificates")) as configured:
+        yield configured
+
+
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
