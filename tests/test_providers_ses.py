@@ -560,3 +560,71 @@ def test_an_event_far_in_the_future_is_400(signer, config, store):
     with pytest.raises(WebhookRefused) as refused:
         parsed(signer, config, store, record)
     assert refused.value.status == 400
+
+
+# The download itself, against a local server ----------------------------------------------
+
+
+@pytest.fixture
+def local_server():
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = {
+                "/cert.pem": (200, b"PEM"),
+                "/missing.pem": (404, b"no"),
+                "/broken.pem": (500, b"oops"),
+                "/moved.pem": (302, b""),
+                "/huge.pem": (200, b"x" * (65 * 1024)),
+            }[self.path]
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", "/cert.pem")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/missing.pem", 403), ("/moved.pem", 403), ("/huge.pem", 403), ("/broken.pem", 503)],
+)
+def test_download_statuses(local_server, path, status):
+    from nurture.engagement.providers.sns import download
+
+    assert download(f"{local_server}/cert.pem", 2.0) == b"PEM"
+    with pytest.raises(WebhookRefused) as refused:
+        download(f"{local_server}{path}", 2.0)
+    assert refused.value.status == status
+
+
+def test_download_from_an_unreachable_host_is_503():
+    import socket
+
+    from nurture.engagement.providers.sns import download
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(WebhookRefused) as refused:
+        download(f"http://127.0.0.1:{port}/cert.pem", 1.0)
+    assert refused.value.status == 503
+
+
+def test_the_store_never_fetches_from_an_unchecked_url():
+    store = CertificateStore(None, fetch=offline)
+    with pytest.raises(WebhookRefused) as refused:
+        store.certificate("https://evil.example/cert.pem")
+    assert refused.value.status == 403

@@ -136,14 +136,14 @@ def check_sns_url(url: str, what: str) -> None:
 
 def download(url: str, timeout: float) -> bytes:
     """GET an already checked SNS URL (no redirects followed): the body, at most
-    MAX_CERTIFICATE_BYTES. Raises `WebhookRefused` 403 when SNS answers 4xx (no such file:
-    the message cannot be genuine), 503 on any other failure (ours or the network's)."""
+    MAX_CERTIFICATE_BYTES. Raises `WebhookRefused` 403 when SNS answers 3xx or 4xx (no such
+    file: the message cannot be genuine), 503 on any other failure (ours or the network's)."""
     opener = urllib.request.build_opener(_NoRedirects)
     try:
         with opener.open(url, timeout=timeout) as response:
             body: bytes = response.read(MAX_CERTIFICATE_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        status = 403 if 400 <= exc.code < 500 else 503
+        status = 503 if exc.code >= 500 else 403  # 3xx too: SNS serves certificates directly
         raise WebhookRefused(status, f"fetching {url} answered {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise WebhookRefused(503, f"fetching {url} failed: {exc}") from None
@@ -185,6 +185,7 @@ class CertificateStore:
         found = self._certificates.get(url)
         if found is not None:
             return found
+        check_sns_url(url, "SigningCertURL")  # the caller checked it; never fetch from elsewhere
         with self._lock:  # one download per URL, however many requests arrive at once
             found = self._certificates.get(url)
             if found is not None:
