@@ -158,7 +158,7 @@ def _provider_event(
         occurred_at=occurred_at,
         recipient=recipient_address(event.email),
         nurture_message_id=_nurture_message_id(raw),
-        url=event.url if type_ in (EventType.CLICK, EventType.UNSUBSCRIBE) else None,
+        url=event.url if type_ is EventType.CLICK else None,
         bounce_class=bounce_class,
         user_agent=event.useragent,
         ip=event.ip,
