@@ -1,21 +1,26 @@
-"""The enrollment state machine: take a due enrollment as far as it can go right now.
+"""The enrollment state machine: take due enrollments as far as they can go right now.
 
-`advance()` walks steps (waits, branches, exits) without any network call and stops at an
-email that must be sent: it commits nothing itself, but leaves a `Message` row in `sending`
-that the caller commits *before* handing the email to the messenger; `record_sent()`,
-`record_refused()` or `record_unknown()` then settle it. A message row exists once per
-(enrollment, step), so a step is sent at most once, whatever crashes or retries happen.
+`plan()` loads a batch of claimed enrollments and what their steps depend on in a few
+queries (`Batch`), then walks each one's steps (waits, branches, exits) without any network
+call, stopping at an email that must be sent: it commits nothing itself, but leaves a
+`Message` row in `queued` (certainly not handed over). The caller commits that, then marks
+each message `sending` in a commit of its own *before* handing the email to the messenger,
+and records the outcome (`mark_sent`, `record_refused()`, `record_unknown()`); the next
+`plan()` moves a sent enrollment on. A message row exists once per (enrollment, step), so a
+step is sent at most once, whatever crashes or retries happen.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import isodate
-from sqlalchemy import func, select
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.collateral import collateral_problems, get_collateral, sendable_versions
@@ -31,6 +36,7 @@ from campaigns.documents import (
     version_document,
 )
 from campaigns.routing import lead_zone
+from nurture.db import one_of
 from nurture.models import (
     CollateralVersion,
     EngagementEvent,
@@ -47,6 +53,7 @@ from nurture.models import (
     SequenceStatus,
     SequenceVersion,
     Suppression,
+    SuppressionReason,
 )
 
 MAX_STEPS_PER_RUN = 50
@@ -69,12 +76,17 @@ LEFT_NURTURE = (LifecycleStage.RECYCLED_TO_SALES, LifecycleStage.ACCEPTED_BY_SAL
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An email the caller must send now (its message row is in `sending`)."""
+    """An email the caller must send now (its message row is `queued`, flushed)."""
 
-    message_id: int
-    enrollment_id: int
+    message: Message
+    enrollment: Enrollment
+    lead: Lead
     step: EmailStep
-    collateral_version_ids: tuple[int, ...]
+    collateral: tuple[CollateralVersion, ...]
+
+    @property
+    def message_id(self) -> int:
+        return self.message.id
 
 
 @dataclass(frozen=True)
@@ -86,26 +98,120 @@ class Policy:
     cap_period: timedelta = timedelta(days=7)
 
 
+@dataclass
+class Batch:
+    """Claimed enrollments and everything their next steps read, loaded in a few queries.
+
+    The enrollments are locked (`FOR UPDATE`) until the caller commits; the rest is read
+    once for the whole batch instead of once per enrollment and step."""
+
+    enrollments: list[Enrollment]
+    leads: dict[int, Lead]
+    sequences: dict[int, Sequence]
+    versions: dict[int, SequenceVersion]
+    suppressed: dict[str, SuppressionReason]
+    last_reply: dict[int, datetime]
+    """Lead id → when it last replied to an email."""
+    messages: dict[int, dict[str, Message]]
+    """Enrollment id → step id → its message."""
+    recent_sends: dict[int, list[datetime]]
+    """Lead id → send times inside the frequency cap's period (planned sends included)."""
+    sendable: dict[tuple[frozenset[str], date], dict[str, CollateralVersion]] = field(
+        default_factory=dict)
+
+
+def load_batch(
+    session: Session, enrollment_ids: Iterable[int], *, now: datetime, policy: Policy
+) -> Batch:
+    """Lock the enrollments (in id order, so batches never deadlock) and load what they need."""
+    ids = sorted(set(enrollment_ids))
+    enrollments = list(session.execute(
+        select(Enrollment).where(one_of(session, Enrollment.id, ids)).order_by(Enrollment.id)
+        .with_for_update()
+    ).scalars())
+    lead_ids = {e.lead_id for e in enrollments}
+    leads = _by_id(session, Lead, lead_ids)
+    sequences = _by_id(session, Sequence, {e.sequence_id for e in enrollments})
+    versions = _by_id(session, SequenceVersion, {e.version_id for e in enrollments})
+    emails = {lead.email for lead in leads.values()}
+    suppressed = dict(session.execute(
+        select(Suppression.email, Suppression.reason)
+        .where(one_of(session, Suppression.email, emails))
+    ).tuples().all()) if emails else {}
+    last_reply = dict(session.execute(
+        select(EngagementEvent.lead_id, func.max(EngagementEvent.occurred_at))
+        .where(one_of(session, EngagementEvent.lead_id, lead_ids),
+               EngagementEvent.type == EventType.EMAIL_REPLY)
+        .group_by(EngagementEvent.lead_id)
+    ).tuples().all()) if lead_ids else {}
+    messages: dict[int, dict[str, Message]] = {}
+    if ids:
+        for message in session.execute(
+            select(Message).where(one_of(session, Message.enrollment_id, ids))
+        ).scalars():
+            messages.setdefault(message.enrollment_id, {})[message.step_id] = message
+    recent_sends: dict[int, list[datetime]] = {}
+    if lead_ids:
+        for lead_id, sent_at in session.execute(
+            select(Message.lead_id, Message.sent_at).where(
+                one_of(session, Message.lead_id, lead_ids), Message.sent_at > now - policy.cap_period,
+                Message.status.in_((MessageStatus.SENT, MessageStatus.UNKNOWN)),
+            )
+        ).tuples():
+            recent_sends.setdefault(lead_id, []).append(sent_at)
+    return Batch(enrollments, leads, sequences, versions, suppressed, last_reply, messages,
+                 recent_sends)
+
+
+def _by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
+    if not ids:
+        return {}
+    return {row.id: row for row in session.execute(
+        select(model).where(one_of(session, model.id, ids))).scalars()}
+
+
+def plan(
+    session: Session, enrollment_ids: Iterable[int], *, now: datetime, policy: Policy
+) -> list[Outgoing]:
+    """Advance each claimed enrollment; return the emails to send now, their rows `queued`.
+
+    The claims of enrollments with nothing to send are released; the others stay claimed
+    until their email's outcome is recorded."""
+    batch = load_batch(session, enrollment_ids, now=now, policy=policy)
+    outgoing = []
+    for enrollment in batch.enrollments:
+        email = advance(session, batch, enrollment, now=now, policy=policy)
+        if email is None:
+            enrollment.claimed_until = None
+        else:
+            outgoing.append(email)
+    new = [email for email in outgoing if email.message.id is None]
+    session.flush()  # the new messages' ids, for their links and the featured collateral
+    session.add_all(
+        MessageCollateral(message_id=email.message.id, collateral_version_id=version.id)
+        for email in new for version in email.collateral
+    )
+    return outgoing
+
+
 def advance(
-    session: Session, enrollment_id: int, *, now: datetime, policy: Policy
+    session: Session, batch: Batch, enrollment: Enrollment, *, now: datetime, policy: Policy
 ) -> Outgoing | None:
-    """Run the enrollment's due steps; return the email to send, or None when it waits or ends."""
-    enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
-    if enrollment is None or enrollment.status not in (
+    """Run one enrollment's due steps; return the email to send, or None when it waits or ends."""
+    if enrollment.status not in (
         EnrollmentStatus.SCHEDULED, EnrollmentStatus.ACTIVE, EnrollmentStatus.HELD,
     ):
         return None
     if enrollment.next_due_at is not None and enrollment.next_due_at > now:
         return None  # a stale claim: someone else moved it on
-    lead = session.get(Lead, enrollment.lead_id)
-    sequence = session.get(Sequence, enrollment.sequence_id)
-    version = session.get(SequenceVersion, enrollment.version_id)
-    assert lead is not None and sequence is not None and version is not None
+    lead = batch.leads[enrollment.lead_id]
+    sequence = batch.sequences[enrollment.sequence_id]
+    version = batch.versions[enrollment.version_id]
     document = version_document(version.id, version.document)
 
-    reason = exit_reason(session, lead, enrollment)
+    reason = exit_reason(batch, lead, enrollment)
     if reason is not None:
-        _finish(session, enrollment, EnrollmentStatus.EXITED, reason, now)
+        _finish(session, batch, enrollment, EnrollmentStatus.EXITED, reason, now)
         return None
     if sequence.status != SequenceStatus.ACTIVE:
         _hold(session, enrollment, f"sequence {sequence.key!r} is {sequence.status.value}", now)
@@ -116,12 +222,12 @@ def advance(
 
     for _ in range(MAX_STEPS_PER_RUN):
         if enrollment.step_id is None:
-            _finish(session, enrollment, EnrollmentStatus.COMPLETED, "completed", now)
+            _finish(session, batch, enrollment, EnrollmentStatus.COMPLETED, "completed", now)
             return None
         step = document.step(enrollment.step_id)
         if isinstance(step, ExitStep):
             status = EnrollmentStatus.COMPLETED if step.reason == "completed" else EnrollmentStatus.EXITED
-            _finish(session, enrollment, status, step.reason, now)
+            _finish(session, batch, enrollment, status, step.reason, now)
             return None
         if isinstance(step, WaitStep):
             ends = wait_ends(step, enrollment.step_started_at or now, lead_zone(lead, document))
@@ -131,37 +237,35 @@ def advance(
             _move(session, enrollment, document.next_step_id(step.id), now, "waited")
             continue
         if isinstance(step, BranchStep):
-            decision = _branch(session, enrollment, step, now)
+            decision = _branch(session, batch, enrollment, step, now)
             if decision is None:
                 return None  # waiting for engagement or the window's end
             taken, goto = decision
             _move(session, enrollment, goto or document.next_step_id(step.id), now,
                   f"branch {'then' if taken else 'else'}")
             continue
-        outgoing = _email(session, enrollment, lead, document, step, now, policy)
+        outgoing = _email(session, batch, enrollment, lead, document, step, now, policy)
         if outgoing is not None or enrollment.step_id == step.id:
             return outgoing  # an email to send, or held/waiting at this step
     return None
 
 
-def exit_reason(session: Session, lead: Lead, enrollment: Enrollment) -> str | None:
+EXIT_FOR_SUPPRESSION = {
+    SuppressionReason.UNSUBSCRIBED: "unsubscribed",
+    SuppressionReason.HARD_BOUNCE: "hard_bounced",
+    SuppressionReason.COMPLAINT: "complained",
+}
+
+
+def exit_reason(batch: Batch, lead: Lead, enrollment: Enrollment) -> str | None:
     """Why the enrollment must stop, checked before every step (None: carry on)."""
     if lead.lifecycle_stage in LEFT_NURTURE:
         return f"lead is {lead.lifecycle_stage.value}"
-    suppressed = session.execute(
-        select(Suppression.reason).where(Suppression.email == lead.email)
-    ).scalar_one_or_none()
+    suppressed = batch.suppressed.get(lead.email)
     if suppressed is not None:
-        return {"unsubscribed": "unsubscribed", "hard_bounce": "hard_bounced",
-                "complaint": "complained"}.get(suppressed.value, "suppressed")
-    replied = session.execute(
-        select(EngagementEvent.id).where(
-            EngagementEvent.lead_id == lead.id,
-            EngagementEvent.type == EventType.EMAIL_REPLY,
-            EngagementEvent.occurred_at >= enrollment.enrolled_at,
-        ).limit(1)
-    ).first()
-    return "replied" if replied else None
+        return EXIT_FOR_SUPPRESSION.get(suppressed, "suppressed")
+    replied = batch.last_reply.get(lead.id)
+    return "replied" if replied is not None and replied >= enrollment.enrolled_at else None
 
 
 def wait_ends(step: WaitStep, started: datetime, zone: ZoneInfo) -> datetime:
@@ -200,80 +304,75 @@ def next_window_start(window: SendWindow, zone: ZoneInfo, now: datetime) -> date
 
 
 def _email(
-    session: Session, enrollment: Enrollment, lead: Lead, document: SequenceDocument,
-    step: EmailStep, now: datetime, policy: Policy,
+    session: Session, batch: Batch, enrollment: Enrollment, lead: Lead,
+    document: SequenceDocument, step: EmailStep, now: datetime, policy: Policy,
 ) -> Outgoing | None:
-    existing = session.execute(
-        select(Message).where(Message.enrollment_id == enrollment.id, Message.step_id == step.id)
-    ).scalar_one_or_none()
+    sent = batch.messages.setdefault(enrollment.id, {})
+    existing = sent.get(step.id)
     if existing is not None:
         if existing.status in (MessageStatus.SENT, MessageStatus.UNKNOWN, MessageStatus.SKIPPED):
-            _move(session, enrollment, document.next_step_id(step.id), now, "sent before")
+            what = existing.status.value
+            if existing.status == MessageStatus.UNKNOWN:
+                what = f"delivery unknown: {existing.last_error}"
+            _move(session, enrollment, document.next_step_id(step.id), now, what,
+                  step_for_event=step.id)
             return None
         if existing.status == MessageStatus.SENDING:
             # a crash between the handover and its record: it may have gone; never send again
-            record_unknown(session, existing.id, "interrupted while sending", now=now)
+            record_unknown(session, existing, "interrupted while sending", now=now)
+            _move(session, enrollment, document.next_step_id(step.id), now,
+                  "delivery unknown: interrupted while sending", step_for_event=step.id)
             return None
     zone = ZoneInfo(lead.timezone or document.send_window.timezone or policy.timezone)
     opens = next_window_start(document.send_window, zone, now)
     if opens > now:
         enrollment.next_due_at = opens
         return None
-    cap_free = _cap_frees_at(session, lead.id, now, policy)
+    cap_free = _cap_frees_at(batch, lead.id, policy)
     if cap_free is not None:
         enrollment.next_due_at = cap_free
         _event(session, enrollment, "held by frequency cap", step.id, now)
         return None
     today = now.astimezone(zone).date()
-    versions = sendable_versions(session, step.collateral, today=today)
-    if len(versions) < len(set(step.collateral)):  # only then ask why, at the cost of queries
-        problems = collateral_problems(session, step.collateral, today=today)
+    keys = frozenset(step.collateral)
+    versions = batch.sendable.get((keys, today))
+    if versions is None:
+        versions = batch.sendable[keys, today] = sendable_versions(session, keys, today=today)
+    if len(versions) < len(keys):  # only then ask why, at the cost of queries
+        problems = collateral_problems(session, keys, today=today)
         _hold(session, enrollment, "; ".join(problems.values()), now)
         return None
     if existing is None:
         existing = Message(
             message_id=secrets.token_hex(16), enrollment_id=enrollment.id, step_id=step.id,
-            lead_id=lead.id, to_address=lead.email, subject="", status=MessageStatus.SENDING,
+            lead_id=lead.id, to_address=lead.email, subject="", status=MessageStatus.QUEUED,
             attempts=0, links={}, created_at=now,
         )
         session.add(existing)
-        session.flush()
-        for key in step.collateral:
-            session.add(MessageCollateral(message_id=existing.id,
-                                          collateral_version_id=versions[key].id))
-    existing.status = MessageStatus.SENDING
-    existing.attempts += 1
+        sent[step.id] = existing
+    existing.status = MessageStatus.QUEUED
+    existing.to_address = lead.email
+    batch.recent_sends.setdefault(lead.id, []).append(now)  # the cap counts it from now on
     enrollment.next_due_at = now
     _resume(session, enrollment, now)
-    session.flush()
-    return Outgoing(existing.id, enrollment.id, step,
-                    tuple(versions[key].id for key in step.collateral))
+    return Outgoing(existing, enrollment, lead, step,
+                    tuple(versions[key] for key in step.collateral))
 
 
-def _cap_frees_at(session: Session, lead_id: int, now: datetime, policy: Policy) -> datetime | None:
+def _cap_frees_at(batch: Batch, lead_id: int, policy: Policy) -> datetime | None:
     """None if the lead may get an email now, else when the frequency cap lets one through."""
-    since = now - policy.cap_period
-    sent = session.execute(
-        select(Message.sent_at)
-        .where(Message.lead_id == lead_id, Message.sent_at > since,
-               Message.status.in_((MessageStatus.SENT, MessageStatus.UNKNOWN)))
-        .order_by(Message.sent_at.desc())
-        .limit(policy.cap_count)
-    ).scalars().all()
+    sent = sorted(batch.recent_sends.get(lead_id, ()), reverse=True)[:policy.cap_count]
     if len(sent) < policy.cap_count:
         return None
     return min(sent) + policy.cap_period
 
 
 def _branch(
-    session: Session, enrollment: Enrollment, step: BranchStep, now: datetime
+    session: Session, batch: Batch, enrollment: Enrollment, step: BranchStep, now: datetime
 ) -> tuple[bool, str | None] | None:
     """(taken, where to go), or None while the window is still open without engagement."""
     condition = step.condition
-    message = session.execute(
-        select(Message).where(Message.enrollment_id == enrollment.id,
-                              Message.step_id == condition.step)
-    ).scalar_one_or_none()
+    message = batch.messages.get(enrollment.id, {}).get(condition.step)
     if message is None or message.sent_at is None:
         return False, step.otherwise
     deadline = message.sent_at + parse_duration(condition.within)
@@ -298,55 +397,90 @@ def _branch(
     return False, step.otherwise
 
 
-def record_sent(session: Session, message_id: int, subject: str, links: dict, *, now: datetime) -> None:
-    """The messenger took the email: mark it sent and move the enrollment on."""
-    message = session.get(Message, message_id)
-    assert message is not None
-    message.status = MessageStatus.SENT
-    message.subject = subject
-    message.links = links
-    message.sent_at = now
-    message.last_error = None
-    _after_message(session, message, "sent", now)
+_messages, _enrollments = Message.__table__, Enrollment.__table__
+_leads, _sequences, _suppressions = Lead.__table__, Sequence.__table__, Suppression.__table__
+
+_IS_NEXT = _messages.c.id == bindparam("row_id")
+_MAY_GO = and_(
+    _IS_NEXT,
+    _messages.c.status == MessageStatus.QUEUED.value,
+    exists().where(
+        _enrollments.c.id == bindparam("for_enrollment"),
+        _enrollments.c.status == EnrollmentStatus.ACTIVE.value,
+        _leads.c.id == _enrollments.c.lead_id,
+        _leads.c.lifecycle_stage.not_in([stage.value for stage in LEFT_NURTURE]),
+        _sequences.c.id == _enrollments.c.sequence_id,
+        _sequences.c.status == SequenceStatus.ACTIVE.value,
+    ),
+    ~exists().where(_suppressions.c.email == bindparam("address")),
+)
+_WAS_SENDING = and_(_messages.c.id == bindparam("sent_id"),
+                    _messages.c.status == MessageStatus.SENDING.value)
+_SENT_AT = bindparam("sent_at_", type_=_messages.c.sent_at.type)
+
+_HAND_OVER = (
+    # one statement an email: the next one `sending`, the one handed over before it `sent`
+    update(_messages)
+    .where(or_(_MAY_GO, _WAS_SENDING))
+    .values(
+        status=case((_IS_NEXT, MessageStatus.SENDING.value), else_=MessageStatus.SENT.value),
+        attempts=case((_IS_NEXT, _messages.c.attempts + 1), else_=_messages.c.attempts),
+        sent_at=case((_IS_NEXT, _messages.c.sent_at), else_=_SENT_AT),
+        last_error=case((_IS_NEXT, _messages.c.last_error), else_=None),
+    )
+    .returning(_messages.c.id)
+)
+
+_MARK_SENT = (
+    update(_messages)
+    .where(_WAS_SENDING)
+    .values(status=MessageStatus.SENT.value, sent_at=_SENT_AT, last_error=None)
+)
 
 
-def record_unknown(session: Session, message_id: int, error: str, *, now: datetime) -> None:
-    """It may have gone: never send it again; report it and move on."""
-    message = session.get(Message, message_id)
-    assert message is not None
+def mark_sending(
+    connection: Connection, outgoing: Outgoing, *, sent: tuple[int, datetime] | None = None,
+) -> bool:
+    """Mark a queued message `sending` (the caller commits before the handover), and the
+    message handed over before it (`sent`: its id and when) `sent`, in one statement.
+
+    False, leaving the queued message as it is, if the lead was suppressed, left nurture or
+    its enrollment stopped since the batch was planned: the email must not go (the next
+    plan settles it). Plain SQL on a connection: this runs once an email, on the hot path."""
+    sent_id, sent_at = sent or (None, None)
+    changed = connection.execute(_HAND_OVER, {
+        "row_id": outgoing.message_id, "for_enrollment": outgoing.enrollment.id,
+        "address": outgoing.lead.email, "sent_id": sent_id, "sent_at_": sent_at,
+    }).scalars().all()
+    return outgoing.message_id in changed
+
+
+def mark_sent(connection: Connection, sent: tuple[int, datetime]) -> None:
+    """The messenger took this email: `sent`. The next plan moves its enrollment on."""
+    connection.execute(_MARK_SENT, {"sent_id": sent[0], "sent_at_": sent[1]})
+
+
+def record_unknown(session: Session, message: Message, error: str, *, now: datetime) -> None:
+    """It may have gone: never send it again (the next plan reports it and moves on)."""
     message.status = MessageStatus.UNKNOWN
     message.last_error = error
     message.sent_at = message.sent_at or now
-    _after_message(session, message, f"delivery unknown: {error}", now)
 
 
 def record_refused(
-    session: Session, message_id: int, error: str, *, permanent: bool, now: datetime
+    session: Session, message: Message, enrollment: Enrollment, error: str, *,
+    permanent: bool, now: datetime,
 ) -> None:
     """Certainly not sent: retry with backoff, or hold the enrollment after the last attempt."""
-    message = session.get(Message, message_id)
-    assert message is not None
-    enrollment = session.get(Enrollment, message.enrollment_id)
-    assert enrollment is not None
     message.status = MessageStatus.FAILED
     message.last_error = error
+    enrollment.claimed_until = None
     if permanent or message.attempts >= SEND_ATTEMPTS:
         _hold(session, enrollment, f"could not send {message.step_id!r}: {error}", now)
         return
     enrollment.next_due_at = now + RETRY_BACKOFF[min(message.attempts, len(RETRY_BACKOFF)) - 1]
     _event(session, enrollment, f"send refused, retry {message.attempts}: {error}",
            message.step_id, now)
-
-
-def _after_message(session: Session, message: Message, what: str, now: datetime) -> None:
-    enrollment = session.get(Enrollment, message.enrollment_id)
-    version = session.get(SequenceVersion, enrollment.version_id) if enrollment else None
-    assert enrollment is not None and version is not None
-    if enrollment.step_id == message.step_id:
-        document = version_document(version.id, version.document)
-        _move(session, enrollment, document.next_step_id(message.step_id), now, what,
-              step_for_event=message.step_id)
-    session.flush()
 
 
 def wake_for_lead(session: Session, lead_id: int, *, now: datetime) -> int:
@@ -368,10 +502,12 @@ def wake_for_lead(session: Session, lead_id: int, *, now: datetime) -> int:
     return woken
 
 
-def release_claim(session: Session, enrollment_id: int) -> None:
-    enrollment = session.get(Enrollment, enrollment_id)
-    if enrollment is not None:
-        enrollment.claimed_until = None
+def release_claims(session: Session, enrollment_ids: Iterable[int]) -> None:
+    ids = list(enrollment_ids)
+    if ids:
+        session.execute(update(Enrollment).where(Enrollment.id.in_(ids))
+                        .values(claimed_until=None)
+                        .execution_options(synchronize_session=False))
 
 
 def _move(
@@ -401,8 +537,13 @@ def _hold(session: Session, enrollment: Enrollment, reason: str, now: datetime) 
 
 
 def _finish(
-    session: Session, enrollment: Enrollment, status: EnrollmentStatus, reason: str, now: datetime
+    session: Session, batch: Batch, enrollment: Enrollment, status: EnrollmentStatus,
+    reason: str, now: datetime,
 ) -> None:
+    for message in batch.messages.get(enrollment.id, {}).values():
+        if message.status == MessageStatus.QUEUED:
+            message.status = MessageStatus.SKIPPED  # planned, never handed over: it won't be
+            message.last_error = f"enrollment {status.value}: {reason}"
     _event(session, enrollment, status.value, enrollment.step_id, now, detail=reason)
     enrollment.status = status
     enrollment.exit_reason = reason

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import smtplib
 import ssl
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -32,7 +32,7 @@ class SendUnknown(Exception):
 
 
 class Messenger(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: Message) -> None: ...
 
     def close(self) -> None: ...
 
@@ -44,7 +44,7 @@ class OutboxMessenger:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         name = message["X-Nurture-Message-Id"] or "message"
         target = self.folder / f"{name}.eml"
         temporary = self.folder / f".{name}.{os.getpid()}.tmp"
@@ -89,7 +89,7 @@ class SmtpMessenger:
         self._connection = connection
         return connection
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         connection = self._connect()
         try:
             refused = connection.send_message(message)

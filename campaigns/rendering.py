@@ -28,6 +28,9 @@ LAYOUT = "layout"
 MAX_SUBJECT_LENGTH = 250
 """Longest rendered subject; longer ones are cut (mail clients show far less)."""
 
+SUBJECT_CACHE_SIZE = 1024
+"""Compiled subject templates an environment keeps."""
+
 
 class TemplateStore(Protocol):
     """Where email templates come from."""
@@ -81,8 +84,16 @@ class TemplateProblem(ValueError):
     """A template that does not exist, does not compile, or breaks the sandbox when rendered."""
 
 
-def make_environment(store: TemplateStore | None = None) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+class EmailEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox, with the subjects it compiled (kept out of the templates' reach)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.subjects: dict[str, Any] = {}
+
+
+def make_environment(store: TemplateStore | None = None) -> EmailEnvironment:
+    environment = EmailEnvironment(
         loader=_StoreLoader(store or FolderTemplates()),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
@@ -90,6 +101,46 @@ def make_environment(store: TemplateStore | None = None) -> SandboxedEnvironment
         lstrip_blocks=True,
         auto_reload=False,
     )
+    return environment
+
+
+_SHARED: list[EmailEnvironment] = []
+
+
+def shared_environment() -> EmailEnvironment:
+    """The process's environment over the shipped templates: each compiled once per process
+    (a worker compiles them before it forks its work horses, see `warm_templates`)."""
+    if not _SHARED:
+        _SHARED.append(make_environment())
+    return _SHARED[0]
+
+
+def warm_templates(env: SandboxedEnvironment, store: TemplateStore | None = None) -> int:
+    """Compile every template of `store` now; returns how many (broken ones are skipped:
+    sending reports them when it meets them)."""
+    store = store or FolderTemplates()
+    compiled = 0
+    for name in [*store.names(), LAYOUT]:
+        for part in (*PARTS, "base.html", "base.txt"):
+            if store.source(name, part) is None:
+                continue
+            try:
+                env.get_template(f"{name}/{part}")
+            except TemplateError:
+                continue
+            compiled += 1
+    return compiled
+
+
+def _subject_template(env: SandboxedEnvironment, source: str) -> Any:
+    """Subjects come from sequence documents: compiled once per source and environment."""
+    cache = env.subjects if isinstance(env, EmailEnvironment) else {}
+    template = cache.get(source)
+    if template is None:
+        if len(cache) >= SUBJECT_CACHE_SIZE:
+            cache.clear()
+        template = cache[source] = env.from_string(source)
+    return template
 
 
 def render_email(
@@ -104,7 +155,7 @@ def render_email(
         subject_source = subject
         if subject_source is None:
             subject_source = env.loader.get_source(env, f"{template}/subject.txt")[0]  # type: ignore[union-attr]
-        rendered_subject = _one_line(env.from_string(subject_source).render(context))
+        rendered_subject = _one_line(_subject_template(env, subject_source).render(context))
         html_body = env.get_template(f"{template}/body.html").render(context)
         text_body = env.get_template(f"{template}/body.txt").render(context)
         layout_context = {**context, "subject": rendered_subject}

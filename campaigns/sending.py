@@ -1,8 +1,12 @@
-"""Sending due steps: advance each enrollment, compose, commit `sending`, hand over, record.
+"""Sending due steps, a batch at a time: plan, compose, commit `sending`, hand over, record.
 
-The order is the at-most-once guarantee: the message row is committed as `sending` before
-the messenger is called; only then is the outcome written. A crash in between leaves the
-row in `sending`, which the next run turns into `unknown` (reported, never re-sent).
+One round plans the whole batch in one transaction (`engine.plan`: each enrollment advanced
+as far as it goes, the emails due now left as `queued` rows) and composes those emails.
+Then, for each email, one commit marks it `sending` (and the email before it `sent`) and
+only then is the messenger called: the at-most-once guarantee. A crash leaves at most one
+row in `sending`, which the next run turns into `unknown` (reported, never re-sent); the
+`queued` rows it leaves are certainly unsent and go out later. The next round's plan moves
+the enrollments that sent on (to their wait, their exit, or a next email).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import Message as MimeMessage
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +25,10 @@ from sqlalchemy.orm import Session
 from campaigns import engine
 from campaigns.composing import Sender, build_message, inline_css, sender_from, track_links
 from campaigns.messengers import Messenger, SendRefused, SendUnknown, messenger_for
-from campaigns.rendering import TemplateProblem, make_environment, render_email
+from campaigns.rendering import TemplateProblem, render_email, shared_environment
 from nurture.config import Settings
 from nurture.db import Database
-from nurture.models import Collateral, CollateralVersion, Lead, Message
+from nurture.models import Collateral, Enrollment, Message
 from nurture.tracking.tokens import Signer
 
 MAX_EMAILS_PER_ENROLLMENT_RUN = 5
@@ -38,7 +43,7 @@ class Sending:
     signer: Signer
     messenger: Messenger
     policy: engine.Policy
-    env: SandboxedEnvironment = field(default_factory=make_environment)
+    env: SandboxedEnvironment = field(default_factory=shared_environment)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, messenger: Messenger | None = None) -> Sending:
@@ -65,74 +70,126 @@ class Counts:
     held: int = 0
 
 
+@dataclass(frozen=True)
+class Composed:
+    """An email ready to hand over, and the rows it belongs to."""
+
+    message_id: int
+    enrollment_id: int
+    outgoing: engine.Outgoing
+    email: MimeMessage
+
+
 def run_due(
     db: Database, enrollment_ids: Iterable[int], sending: Sending, *, clock: Callable[[], datetime]
 ) -> Counts:
     """Take each claimed enrollment as far as it goes now, sending what is due."""
     counts = Counts()
+    pending = list(enrollment_ids)
     try:
-        for enrollment_id in enrollment_ids:
-            _run_one(db, enrollment_id, sending, clock, counts)
+        for _ in range(MAX_EMAILS_PER_ENROLLMENT_RUN):
+            if not pending:
+                break
+            with db.session_scope() as session:
+                ready = _plan_and_compose(session, pending, sending, clock(), counts)
+            pending = _hand_over(db, ready, sending, clock, counts)
+        if pending:  # sent the most one run may: settled and released by the next claim
+            with db.session_scope() as session:
+                engine.release_claims(session, pending)
     finally:
         sending.messenger.close()
     return counts
 
 
-def _run_one(
-    db: Database, enrollment_id: int, sending: Sending, clock: Callable[[], datetime],
-    counts: Counts,
-) -> None:
-    for _ in range(MAX_EMAILS_PER_ENROLLMENT_RUN):
-        with db.session_scope() as session:
-            outgoing = engine.advance(session, enrollment_id, now=clock(), policy=sending.policy)
-            if outgoing is None:
-                engine.release_claim(session, enrollment_id)
-                return
-            try:
-                email, subject, links = compose(session, outgoing, sending)
-            except TemplateProblem as exc:
-                engine.record_refused(session, outgoing.message_id, f"template: {exc}",
-                                      permanent=True, now=clock())
-                engine.release_claim(session, enrollment_id)
-                counts.held += 1
-                return
-            message = session.get(Message, outgoing.message_id)
-            assert message is not None
-            message.subject, message.links = subject, links  # a click works even if unknown
-        # committed as `sending`: only now may the email leave
+def _plan_and_compose(
+    session: Session, enrollment_ids: list[int], sending: Sending, now: datetime, counts: Counts
+) -> list[Composed]:
+    """One transaction: advance the batch, and compose each email due now (rows `queued`)."""
+    outgoing = engine.plan(session, enrollment_ids, now=now, policy=sending.policy)
+    keys = _collateral_keys(session, outgoing)
+    ready = []
+    for item in outgoing:
         try:
-            sending.messenger.send(email)
-        except SendRefused as exc:
-            with db.session_scope() as session:
-                engine.record_refused(session, outgoing.message_id, str(exc),
-                                      permanent=exc.permanent, now=clock())
-                engine.release_claim(session, enrollment_id)
-            counts.refused += 1
-            return
-        except SendUnknown as exc:
-            with db.session_scope() as session:
-                engine.record_unknown(session, outgoing.message_id, str(exc), now=clock())
-            counts.unknown += 1
+            email, subject, links = compose(item, keys, sending)
+        except TemplateProblem as exc:
+            engine.record_refused(session, item.message, item.enrollment, f"template: {exc}",
+                                  permanent=True, now=now)
+            counts.held += 1
             continue
-        with db.session_scope() as session:
-            engine.record_sent(session, outgoing.message_id, subject, links, now=clock())
-        counts.sent += 1
+        item.message.subject, item.message.links = subject, links  # a click works even if unknown
+        ready.append(Composed(item.message_id, item.enrollment.id, item, email))
+    return ready
+
+
+def _hand_over(
+    db: Database, ready: list[Composed], sending: Sending, clock: Callable[[], datetime],
+    counts: Counts,
+) -> list[int]:
+    """Send each email after committing it as `sending`; the ids of enrollments to go on with.
+
+    The statement that marks an email `sending` also marks the one before it `sent`: one
+    statement and one commit an email, on one connection held for the batch. Refusals and unknown outcomes are
+    recorded at once, in a transaction of their own."""
+    go_on: list[int] = []
+    delivered: tuple[int, datetime] | None = None  # handed over, not yet recorded `sent`
+    with db.engine.connect() as connection:
+        for item in ready:
+            allowed = engine.mark_sending(connection, item.outgoing, sent=delivered)
+            connection.commit()
+            delivered = None
+            if not allowed:
+                go_on.append(item.enrollment_id)  # stopped since it was planned: settle it
+                continue
+            try:
+                sending.messenger.send(item.email)
+            except SendRefused as exc:
+                _record_refused(db, item, exc, clock())
+                counts.refused += 1
+                continue
+            except SendUnknown as exc:
+                _record_unknown(db, item, exc, clock())
+                counts.unknown += 1
+            else:
+                delivered = (item.message_id, clock())
+                counts.sent += 1
+            go_on.append(item.enrollment_id)
+        if delivered is not None:
+            engine.mark_sent(connection, delivered)
+            connection.commit()
+    return go_on
+
+
+def _record_refused(db: Database, item: Composed, exc: SendRefused, now: datetime) -> None:
     with db.session_scope() as session:
-        engine.release_claim(session, enrollment_id)
+        message = session.get(Message, item.message_id)
+        enrollment = session.get(Enrollment, item.enrollment_id)
+        assert message is not None and enrollment is not None
+        engine.record_refused(session, message, enrollment, str(exc),
+                              permanent=exc.permanent, now=now)
 
 
-def compose(session: Session, outgoing: engine.Outgoing, sending: Sending) -> tuple[Any, str, dict]:
+def _record_unknown(db: Database, item: Composed, exc: SendUnknown, now: datetime) -> None:
+    with db.session_scope() as session:
+        message = session.get(Message, item.message_id)
+        assert message is not None
+        engine.record_unknown(session, message, str(exc), now=now)
+
+
+def _collateral_keys(session: Session, outgoing: list[engine.Outgoing]) -> dict[int, str]:
+    """Collateral id → key, for the collateral the batch's emails feature (one query)."""
+    ids = {version.collateral_id for item in outgoing for version in item.collateral}
+    if not ids:
+        return {}
+    return dict(session.execute(
+        select(Collateral.id, Collateral.key).where(Collateral.id.in_(ids))
+    ).tuples().all())
+
+
+def compose(
+    outgoing: engine.Outgoing, collateral_keys: dict[int, str], sending: Sending
+) -> tuple[MimeMessage, str, dict[str, Any]]:
     """The MIME email for an outgoing step, its subject, and its tracked links."""
-    message = session.get(Message, outgoing.message_id)
-    assert message is not None
-    lead = session.get(Lead, message.lead_id)
-    assert lead is not None
-    versions = [session.get(CollateralVersion, vid) for vid in outgoing.collateral_version_ids]
-    keys = dict(session.execute(
-        select(Collateral.id, Collateral.key).where(
-            Collateral.id.in_([v.collateral_id for v in versions if v is not None])
-        )
-    ).all()) if versions else {}
+    message, lead, versions = outgoing.message, outgoing.lead, outgoing.collateral
     base = sending.sender.base_url
     signer = sending.signer
     unsubscribe_url = f"{base}/u/{signer.unsubscribe_token(message.id)}"
@@ -143,9 +200,9 @@ def compose(session: Session, outgoing: engine.Outgoing, sending: Sending) -> tu
         "sender": {"name": sending.sender.name, "company": sending.sender.company,
                    "postal_address": sending.sender.postal_address},
         "collateral": [
-            {"key": keys.get(v.collateral_id, ""), "title": v.title, "url": v.url or "",
-             "funnel_stage": v.funnel_stage.value}
-            for v in versions if v is not None
+            {"key": collateral_keys.get(v.collateral_id, ""), "title": v.title,
+             "url": v.url or "", "funnel_stage": v.funnel_stage.value}
+            for v in versions
         ],
         "step": {"id": outgoing.step.id},
         "unsubscribe_url": unsubscribe_url,
@@ -153,7 +210,7 @@ def compose(session: Session, outgoing: engine.Outgoing, sending: Sending) -> tu
     }
     rendered = render_email(sending.env, outgoing.step.template, context,
                             subject=outgoing.step.subject)
-    collateral_urls = {v.url: v.id for v in versions if v is not None and v.url}
+    collateral_urls = {v.url: v.id for v in versions if v.url}
     tracked_html, links = track_links(
         rendered.html,
         lambda n: f"{base}/t/c/{signer.click_token(message.id, n)}",

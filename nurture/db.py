@@ -6,11 +6,12 @@ request in a view (`request_session()` + commit), `session_scope()` in a job or 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, any_, bindparam, create_engine, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from nurture.config import Settings, sqlite_path
@@ -105,3 +106,13 @@ def insert_ignoring_conflicts(
     return insert(table).on_conflict_do_nothing(
         index_elements=index_elements, index_where=index_where
     )
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN (values)`, as `column = ANY(:array)` on PostgreSQL: one short statement
+    whatever the number of values, which the driver parses once and PostgreSQL plans alike
+    (an `IN` list of a hundred parameters is a new, long statement for each count)."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)

@@ -12,6 +12,7 @@ from redis import Redis
 from rq import Worker
 from rq.worker_pool import WorkerPool
 
+from campaigns.rendering import shared_environment, warm_templates
 from workers.queues import QUEUES_BY_PRIORITY, all_queues
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ def run_worker(connection: Redis, *, processes: int = 1, burst: bool = False) ->
     With `processes` > 1, an RQ `WorkerPool` forks that many workers and replaces any that die.
     """
     names = [name.value for name in QUEUES_BY_PRIORITY]
+    # compiled here, before RQ forks a work horse per job: each job finds them compiled
+    compiled = warm_templates(shared_environment())
+    log.info("%d email templates compiled", compiled)
     log.info("worker ready: %d process(es) on queues %s", processes, ", ".join(names))
     if processes == 1:
         # with_scheduler: retries with a wait between them are RQ scheduled jobs.
