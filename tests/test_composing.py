@@ -1,0 +1,52 @@
+"""Composing: the MIME an email is built into, byte for byte what the standard library makes."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from campaigns.composing import QUICK_FOLD, build_message, sender_from
+from campaigns.rendering import RenderedEmail
+
+HEADER_NAMES = st.sampled_from(["Subject", "To", "List-Unsubscribe", "X-Nurture-Message-Id"])
+
+
+@given(HEADER_NAMES, st.text(max_size=120).filter(lambda value: " " in value or len(value) < 50))
+def test_the_quick_fold_writes_headers_as_compat32_does(name, value):
+    assert QUICK_FOLD.fold(name, value) == policy.compat32.fold(name, value)
+
+
+@given(HEADER_NAMES, st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126),
+                             min_size=80, max_size=900))
+def test_a_long_value_with_nowhere_to_fold_stays_on_its_line(name, value):
+    assert QUICK_FOLD.fold(name, value) == f"{name}: {value}\n"
+
+
+def build(**overrides):
+    sender = sender_from("Zoë’s Team <team@example.com>", company="Ëxample", postal_address="1 Straße",
+                         base_url="https://nurture.example", provider="sendgrid")
+    rendered = RenderedEmail(subject="Grüße, Zoë: a 10 % offer", html="<p>Hallo Zoë = ok</p>",
+                             text="Hallo Zoë\n.\nA line that starts with a dot, and one long " * 4)
+    values = dict(sender=sender, to_address="zoe@example.com", to_name="Zoë Ärger",
+                  rendered=rendered, html=rendered.html, message_id="a" * 32,
+                  unsubscribe_url="https://nurture.example/u/" + "t" * 120)
+    return build_message(**(values | overrides)), rendered
+
+
+def test_non_ascii_subject_names_and_bodies_arrive_as_written():
+    message, rendered = build()
+    parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert parsed["Subject"] == rendered.subject
+    assert parsed["To"].addresses[0].display_name == "Zoë Ärger"
+    assert parsed["From"].addresses[0].display_name == "Zoë’s Team"
+    text, html = (part.get_content() for part in parsed.iter_parts())
+    assert text == rendered.text
+    assert html == rendered.html
+    assert parsed["List-Unsubscribe"] == "<https://nurture.example/u/" + "t" * 120 + ">"
+
+
+def test_the_email_is_the_same_as_compat32_makes_it():
+    message, _ = build(unsubscribe_url="https://nurture.example/u/short")
+    assert message.as_bytes() == message.as_bytes(policy=policy.compat32)
