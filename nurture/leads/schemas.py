@@ -56,11 +56,21 @@ TimeZone = Annotated[
 ]
 
 
-def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def attributes_json(value: dict[str, Any]) -> str:
+    """The attributes as compact JSON, once checked: no NUL anywhere, at most MAX_ATTRIBUTES_BYTES."""
     forbid_nul_in_json(value)
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    text = _compact_json(value)
+    size = len(text) if text.isascii() else len(text.encode())
     if size > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"attributes are {size} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES}")
+    return text
+
+
+def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    attributes_json(value)
     return value
 
 
