@@ -489,11 +489,11 @@ def profile(database: Database, database_url: str, workdir: Path) -> None:
     sink.terminate()
     stats = pstats.Stats(profiler)
     parts = {
-        "engine.advance (state machine, message row)": ("campaigns/engine.py", "advance"),
+        "engine.plan (the batch's state machine, queued rows)": ("campaigns/engine.py", "plan"),
         "sending.compose (render, track, inline CSS, MIME)": ("campaigns/sending.py", "compose"),
-        "SmtpMessenger.send (smtplib)": ("campaigns/messengers.py", "send"),
-        "engine.record_sent (and moving on)": ("campaigns/engine.py", "record_sent"),
-        "commits (session_scope)": ("nurture/db.py", "session_scope"),
+        "SmtpMessenger.send (flatten, smtplib)": ("campaigns/messengers.py", "send"),
+        "engine.mark_sending (one statement an email)": ("campaigns/engine.py", "mark_sending"),
+        "commits (the driver's, all of them)": ("sqlalchemy/engine/base.py", "_commit_impl"),
         "  of all that, waiting on PostgreSQL (psycopg wait)": ("psycopg/connection.py", "wait"),
     }
     print(f"   where that time goes (cProfile, {PROFILED} more emails; shares of the run):")

@@ -25,6 +25,7 @@ from nurture.models import (
     RejectionReason,
     Role,
     Suppression,
+    SuppressionReason,
 )
 from tests.test_api_sequences import make_collateral
 
@@ -228,6 +229,81 @@ def test_a_crash_while_sending_is_never_sent_twice(db, clock, sending):
     assert any(kind.startswith("delivery unknown") for kind in kinds)
     assert len(sink.messages) == 0  # not re-sent
     assert enrollment(db, enrollment_id).step_id == "pause"  # moved on past the email
+
+
+def test_a_crash_mid_batch_sends_the_rest_later_once_each(db, clock, sending):
+    """The batch is planned and queued first; a crash at the first handover leaves that one
+    `sending` (then unknown, never re-sent) and the rest `queued`, sent once each later."""
+    sink, make = sending
+    setup_sequence(db, clock)
+    for n in range(4):
+        reject(db, clock, email=f"lead{n}@example.com")
+
+    class Crash(Exception):
+        pass
+
+    class CrashingMessenger:
+        def send(self, message):
+            raise Crash()
+
+        def close(self):
+            pass
+
+    with db.session_scope() as session:
+        ids = claim_due(session, now=clock())
+    crashing = make()
+    crashing.messenger = CrashingMessenger()
+    with pytest.raises(Crash):
+        run_due(db, ids, crashing, clock=clock)
+    with db.session_scope() as session:
+        statuses = sorted(session.execute(select(Message.status)).scalars())
+    assert statuses == sorted([MessageStatus.SENDING] + [MessageStatus.QUEUED] * 3)
+    clock.advance(minutes=11)  # the claims' lease has passed
+    tick(db, clock, make)
+    tick(db, clock, make)
+    with db.session_scope() as session:
+        statuses = sorted(session.execute(select(Message.status)).scalars())
+    assert statuses == sorted([MessageStatus.UNKNOWN] + [MessageStatus.SENT] * 3)
+    received = sorted(m["To"].addresses[0].addr_spec for m in sink.messages)
+    assert len(received) == len(set(received)) == 3
+
+
+def test_an_unsubscribe_during_the_batch_stops_an_email_already_queued(db, clock, sending, client):
+    """Between planning and handover, the lead of a queued email unsubscribes (with the link
+    of an earlier email): that email is not sent, and the enrollment exits."""
+    sink, make = sending
+    setup_sequence(db, clock)
+    first, second = (reject(db, clock, email=f"lead{n}@example.com") for n in range(2))
+    with db.session_scope() as session:
+        ids = claim_due(session, now=clock())
+    inner = make()
+
+    class UnsubscribingMessenger:
+        """Hands the first email over, then the second lead unsubscribes."""
+
+        def send(self, message):
+            inner.messenger.send(message)
+            with db.session_scope() as session:
+                session.add(Suppression(email="lead1@example.com",
+                                        reason=SuppressionReason.UNSUBSCRIBED,
+                                        created_at=clock()))
+
+        def close(self):
+            inner.messenger.close()
+
+    patched = make()
+    patched.messenger = UnsubscribingMessenger()
+    counts = run_due(db, ids, patched, clock=clock)
+    assert counts.sent == 1
+    assert [m["To"].addresses[0].addr_spec for m in sink.messages] == ["lead0@example.com"]
+    stopped = enrollment(db, second)
+    assert (stopped.status, stopped.exit_reason) == (EnrollmentStatus.EXITED, "unsubscribed")
+    assert stopped.claimed_until is None
+    with db.session_scope() as session:
+        message = session.execute(
+            select(Message).where(Message.enrollment_id == second)).scalar_one()
+        assert message.status == MessageStatus.SKIPPED
+    assert enrollment(db, first).step_id == "pause"
 
 
 def test_a_refusing_server_is_retried_with_backoff_and_sends_once(db, clock, sending):
