@@ -20,7 +20,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import isodate
-from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from campaigns.collateral import collateral_problems, get_collateral, sendable_versions
@@ -179,12 +190,19 @@ def plan(
     until their email's outcome is recorded."""
     batch = load_batch(session, enrollment_ids, now=now, policy=policy)
     outgoing = []
-    for enrollment in batch.enrollments:
-        email = advance(session, batch, enrollment, now=now, policy=policy)
-        if email is None:
-            enrollment.claimed_until = None
-        else:
-            outgoing.append(email)
+    events: list[dict[str, Any]] = []
+    session.info[_EVENTS] = events
+    try:
+        for enrollment in batch.enrollments:
+            email = advance(session, batch, enrollment, now=now, policy=policy)
+            if email is None:
+                enrollment.claimed_until = None
+            else:
+                outgoing.append(email)
+    finally:
+        del session.info[_EVENTS]
+    if events:
+        session.execute(insert(EnrollmentEvent), events)
     new = [email for email in outgoing if email.message.id is None]
     session.flush()  # the new messages' ids, for their links and the featured collateral
     session.add_all(
@@ -556,5 +574,15 @@ def _event(
     session: Session, enrollment: Enrollment, kind: str, step_id: str | None, now: datetime,
     *, detail: str | None = None,
 ) -> None:
-    session.add(EnrollmentEvent(enrollment_id=enrollment.id, step_id=step_id, kind=kind[:32],
-                                detail=detail or (kind if len(kind) > 32 else None), at=now))
+    row = {"enrollment_id": enrollment.id, "step_id": step_id, "kind": kind[:32],
+           "detail": detail or (kind if len(kind) > 32 else None), "at": now}
+    buffered = session.info.get(_EVENTS)
+    if buffered is not None:
+        buffered.append(row)
+    else:
+        session.add(EnrollmentEvent(**row))
+
+
+_EVENTS = "nurture.enrollment_events"
+"""Key of `Session.info` under which `plan` gathers the batch's events, to insert them in
+one statement (the history is only ever appended to)."""
