@@ -58,6 +58,12 @@ OWNERS = 50
 COMPANIES = 5_000
 """Distinct company domains in generated rows."""
 
+TARGET_ROWS_PER_SECOND = 20_000
+"""Issue #2: rows/s that import-leads must sustain into PostgreSQL, at 1,000,000 rows."""
+
+TARGET_PEAK_MIB = 200
+"""Issue #2: the import's largest process stays under this from 10,000 to 1,000,000 rows."""
+
 FIRST = ["ann", "bob", "chen", "dana", "eve", "farid", "gita", "hugo", "ines", "jon", "kai",
          "lena", "mia", "noor", "oskar", "priya"]
 LAST = ["lee", "smith", "garcia", "muller", "rossi", "kowalski", "ng", "okafor", "silva",
@@ -360,6 +366,7 @@ def bench_import(env: dict[str, str], workdir: Path, sizes: tuple[int, ...]) -> 
     startup_cpu = min(run.cpu_seconds for run in empty_runs)
     lines = [f"startup of the command (header-only file, best of 3): {startup:.2f} s, "
              f"{startup_cpu:.2f} s of CPU"]
+    rates, peaks, ceilings = {}, [], {}
     for count in sizes:
         path = write_file(workdir / f"leads-{count}.csv", count)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -372,6 +379,8 @@ def bench_import(env: dict[str, str], workdir: Path, sizes: tuple[int, ...]) -> 
         steady = count / max(run.seconds - startup, 1e-9)
         python_us = (run.cpu_seconds - startup_cpu) / count * 1e6
         database_us = run.database_cpu_seconds / count * 1e6
+        rates[count], ceilings[count] = rate, os.cpu_count() / (python_us + database_us) * 1e6
+        peaks.append(run.largest_rss_kib / 1024)
         bare = count / copy_file(url, path, "bench_copy_bare", columns)
         indexed = count / copy_file(url, path, "bench_copy_indexed", columns)
         lines += [
@@ -396,7 +405,21 @@ def bench_import(env: dict[str, str], workdir: Path, sizes: tuple[int, ...]) -> 
                          f"{again.seconds:.1f} s, {count / again.seconds:,.0f} rows/s; "
                          f"{again.summary.split(': ')[1]}")
         path.unlink()
-    return lines
+    return [*lines, verdict(rates, ceilings, peaks)]
+
+
+def verdict(rates: dict[int, float], ceilings: dict[int, float], peaks: list[float]) -> str:
+    """Whether issue #2's import target is met, on the largest file of this run."""
+    largest = max(rates)
+    speed = rates[largest] >= TARGET_ROWS_PER_SECOND
+    memory = max(peaks) < TARGET_PEAK_MIB
+    met = "MET" if speed and memory and largest >= 1_000_000 else "NOT MET"
+    why = "" if largest >= 1_000_000 else " (no 1,000,000-row file in this run: use the full run)"
+    return (f"TARGET {met}{why}: import at {largest:,} rows {rates[largest]:,.0f} rows/s "
+            f"(target {TARGET_ROWS_PER_SECOND:,}: {'met' if speed else 'missed'}; CPU per row "
+            f"allows {ceilings[largest]:,.0f} on these otherwise idle cores), largest process "
+            f"at most {max(peaks):,.0f} MiB (target under {TARGET_PEAK_MIB}: "
+            f"{'met' if memory else 'missed'})")
 
 
 def psycopg_url(url: str) -> str:

@@ -503,3 +503,33 @@ def test_the_report_path_is_checked_first_and_an_old_report_is_cleared(runner, c
     other.write_text("my,own,file\n", encoding="utf-8")
     assert import_file(runner, path, "--errors", str(other)).exit_code == 0
     assert other.read_text(encoding="utf-8") == "my,own,file\n"
+
+
+def test_a_nul_in_an_attribute_is_refused_and_a_backslash_u0000_text_is_kept(runner, db, tmp_path):
+    path = write_rows(tmp_path / "leads.csv", [
+        row("a@example.com", attributes__plan="x\x00y"),
+        row("b@example.com", attributes__plan="\\u0000", attributes__region="emea"),
+    ])
+
+    result = import_file(runner, path, "--skip-invalid")
+
+    assert result.exit_code == 0, result.output
+    assert read_report(tmp_path / "leads.errors.csv") == [
+        (2, "attributes", "must not contain the NUL character (U+0000) at plan"),
+    ]
+    assert stored(db)["b@example.com"].attributes == {"plan": "\\u0000", "region": "emea"}
+
+
+def test_values_with_separators_quotes_and_line_breaks_are_stored_as_they_are(
+    runner, db, tmp_path
+):
+    awkward = 'Ann, "the" first\r\nline two\rthree\\N \\. ë'
+    path = write_rows(tmp_path / "leads.csv", [
+        row("a@example.com", first_name=awkward, company="\\.", attributes__plan=awkward),
+    ])
+
+    result = import_file(runner, path)
+
+    assert result.exit_code == 0, result.output
+    lead = stored(db)["a@example.com"]
+    assert (lead.first_name, lead.company, lead.attributes["plan"]) == (awkward, "\\.", awkward)
