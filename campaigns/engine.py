@@ -201,8 +201,8 @@ def plan(
                 outgoing.append(email)
     finally:
         del session.info[_EVENTS]
-    if events:
-        session.execute(insert(EnrollmentEvent), events)
+    if events:  # Core: the ORM's bulk insert would send them one by one
+        session.connection().execute(insert(EnrollmentEvent.__table__), events)
     new = [email for email in outgoing if email.message.id is None]
     session.flush()  # the new messages' ids, for their links and the featured collateral
     session.add_all(
