@@ -28,6 +28,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -426,7 +427,8 @@ _MAY_GO = and_(
         _enrollments.c.id == bindparam("for_enrollment"),
         _enrollments.c.status == EnrollmentStatus.ACTIVE.value,
         _leads.c.id == _enrollments.c.lead_id,
-        _leads.c.lifecycle_stage.not_in([stage.value for stage in LEFT_NURTURE]),
+        # each as its own literal: an IN list would be expanded again at every execution
+        *(_leads.c.lifecycle_stage != literal(stage.value) for stage in LEFT_NURTURE),
         _sequences.c.id == _enrollments.c.sequence_id,
         _sequences.c.status == SequenceStatus.ACTIVE.value,
     ),
