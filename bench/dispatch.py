@@ -526,11 +526,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="10k and 100k enrollments, 600 emails")
+    parser.add_argument("--sending", action="store_true",
+                        help="only the sending part (3,000 emails, or 600 with --quick)")
     options = parser.parse_args()
     sizes = SIZES[:2] if options.quick else SIZES
     emails = 600 if options.quick else EMAILS
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres")
-    print(f"bench/dispatch.py{' --quick' if options.quick else ''}: {machine()}")
+    flags = "".join(f" --{name}" for name in ("quick", "sending") if getattr(options, name))
+    print(f"bench/dispatch.py{flags}: {machine()}")
     began = time.perf_counter()
     with fresh_database(server) as database_url, tempfile.TemporaryDirectory() as tmp:
         database = Database(database_url)
@@ -539,7 +542,8 @@ def main() -> None:
                 print(f"PostgreSQL {conn.execute(text('SHOW server_version')).scalar()}; "
                       f"database {make_url(database_url).database} (dropped at the end)")
             plain = make_url(database_url).set(drivername="postgresql").render_as_string(False)
-            claims(database, plain, sizes)
+            if not options.sending:
+                claims(database, plain, sizes)
             sending(database, database_url, emails, Path(tmp))
         finally:
             database.dispose()
