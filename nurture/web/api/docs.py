@@ -91,7 +91,7 @@ class MessageReceived(Closed):
     enrollment_id: int
     step_id: str
     subject: str
-    status: Literal["sending", "sent", "failed", "unknown", "skipped"]
+    status: Literal["queued", "sending", "sent", "failed", "unknown", "skipped"]
     sent_at: datetime | None
     collateral: list[FeaturedCollateral]
 
