@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from nurture.models import EventType
@@ -74,13 +75,18 @@ def single_event_reason(
         return None
     if hint:
         return hint
-    if user_agent and SCANNER_USER_AGENT.search(user_agent):
+    if user_agent and is_scanner(user_agent):
         return "scanner_user_agent"
     if type_ is EventType.OPEN and (
         (user_agent or "").strip() == APPLE_PROXY_USER_AGENT or _in_apple_network(ip)
     ):
         return "privacy_proxy"
     return None
+
+
+@lru_cache(maxsize=4096)  # a batch holds few distinct user agents; the pattern is long
+def is_scanner(user_agent: str) -> bool:
+    return SCANNER_USER_AGENT.search(user_agent) is not None
 
 
 @dataclass(frozen=True)
