@@ -5,7 +5,8 @@ PostgreSQL through COPY into a temporary staging table and one merge statement p
 SQLite through plain executemany. The caller commits; `ImportRejected` (an invalid row without
 `skip_invalid`) means roll back, so a file is never half-written. Checking a row (mostly the
 email syntax) costs more than writing it, so large files are checked in worker processes
-while this one reads and writes.
+while this one reads and writes. Reading and checking rows live in `import_rows`, writing them
+in `import_writer`; this module runs the import and keeps its public names.
 """
 
 from __future__ import annotations
@@ -146,7 +147,6 @@ def import_leads(
     if outcome.invalid and not skip_invalid:
         raise ImportRejected(outcome)
     return outcome
-
 
 
 @contextmanager
