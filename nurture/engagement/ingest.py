@@ -17,7 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, bindparam, cast, func, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    any_,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -399,5 +410,7 @@ def _one_of(session: Session, column: Any, values: Any, element_type: Any) -> An
     if session.get_bind().dialect.name == "postgresql":
         elements = func.jsonb_array_elements_text(
             cast(bindparam(None, json.dumps(list(values)), type_=String()), JSONB))
-        return column.in_(select(cast(elements, element_type)).scalar_subquery())
+        # = ANY(ARRAY(SELECT …)): the array is computed once and each value found by index
+        # (an IN (SELECT …) semi-join was planned as a scan of the whole table)
+        return column == any_(func.array(select(cast(elements, element_type)).scalar_subquery()))
     return column.in_(values)
