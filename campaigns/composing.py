@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from email.header import Header
 from email.message import Message
-from email.policy import Compat32
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import Compat32
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any
 
