@@ -124,8 +124,11 @@ def link_bursts(
 
 
 def _in_apple_network(ip: str | None) -> bool:
-    if not ip:
-        return False
+    return _apple_address(ip) if ip else False
+
+
+@lru_cache(maxsize=4096)
+def _apple_address(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip.strip()) in APPLE_NETWORK
     except ValueError:
