@@ -33,6 +33,7 @@ from nurture.engagement.webhooks import (
     store_provider_events,
 )
 from nurture.errors import InvalidInput
+from nurture.models import SnsSubscriptionStatus
 from nurture.web import db_session, read_body, settings
 from nurture.web.handoff import hand_on
 from nurture.web.problems import problem
@@ -81,7 +82,8 @@ def ses() -> Any:
         subscribe_url=message.subscribe_url, token=message.token, now=now,
     )
     session.commit()
-    if message.type == "SubscriptionConfirmation" and message.subscribe_url:
+    if subscription.status is SnsSubscriptionStatus.PENDING and message.subscribe_url:
+        # a new confirmation, or a redelivery of one not confirmed yet: try (again)
         confirm = current_app.extensions.get(SNS_CONFIRM, confirm_subscription)
         try:
             confirm(message.subscribe_url)
