@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from campaigns.dispatch import claim_due
 from nurture.clock import utcnow
 from nurture.db import Database
+from nurture.engagement.handling import unhandled_ranges
 from workers.queues import enqueue
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,24 @@ def dispatch_due_steps(tick: Tick) -> None:
                  -(-len(ids) // SEND_BATCH))
 
 
+UNHANDLED_GRACE = timedelta(minutes=1)
+"""Stored events not handed on after this long are taken as lost by Redis and enqueued again."""
+
+
+def hand_on_unhandled_events(tick: Tick) -> None:
+    """Enqueue again the stored engagement events whose job Redis lost (or never took)."""
+    with tick.database.session_scope() as session:
+        ranges = unhandled_ranges(session, received_before=tick.now - UNHANDLED_GRACE)
+    for first, last in ranges:
+        enqueue(tick.redis, "handle_engagement", first, last)
+    if ranges:
+        log.info("re-enqueued %d range(s) of unhandled engagement events", len(ranges))
+
+
 PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("heartbeat", timedelta(0), record_heartbeat),
     PeriodicTask("due_steps", timedelta(0), dispatch_due_steps),
+    PeriodicTask("unhandled_events", timedelta(minutes=1), hand_on_unhandled_events),
 )
 """The dispatcher's work, as data. Due drip steps, SLA timers and retries get their rows here."""
 

@@ -1,0 +1,65 @@
+"""Handing stored events on through RQ: the job is idempotent, and events whose job Redis lost
+are found in the database and enqueued again by the dispatcher."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from rq import Queue, SimpleWorker
+
+from nurture.clock import utcnow
+from nurture.engagement.ingest import store_events
+from nurture.models import EventType
+from tests.test_engagement import event, make_lead, make_message
+from tests.webhook_app import stored_events
+from workers.dispatcher import Tick, hand_on_unhandled_events
+from workers.jobs import handle_engagement
+
+
+@pytest.fixture()
+def job_env(monkeypatch, service_env):
+    """A job reads its settings from the environment, as in a worker process."""
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)
+
+
+def stored_range(db, received_at):
+    with db.session_scope() as session:
+        lead = make_lead(session, "ada@example.com")
+        make_message(session, lead)
+        stored = store_events(session, [
+            event(source_event_id="o", occurred_at=received_at),
+            event(source_event_id="c", type=EventType.CLICK, url="https://a.example/",
+                  occurred_at=received_at)], now=received_at)
+    return stored.id_range
+
+
+def test_the_job_hands_events_on_once(db, job_env):
+    first, last = stored_range(db, utcnow())
+    assert handle_engagement(first, last) == {"events": 2, "leads": 1, "woken": 1}
+    assert handle_engagement(first, last) == {"events": 0, "leads": 0, "woken": 0}
+    assert all(r.handled_at is not None for r in stored_events(db))
+
+
+def test_events_whose_job_was_lost_are_enqueued_again_and_run(app, db, job_env):
+    now = utcnow()
+    first, last = stored_range(db, now - timedelta(minutes=5))  # and no job was ever enqueued
+    connection = app.extensions["nurture.redis"]
+    hand_on_unhandled_events(Tick(connection, db, "test", now))
+    queue = Queue("scoring", connection=connection)
+    assert [job.args for job in queue.jobs] == [(first, last)]
+    hand_on_unhandled_events(Tick(connection, db, "test", now))  # still pending: one job
+    assert len(queue.jobs) == 1
+    SimpleWorker([queue], connection=connection).work(burst=True)
+    assert all(r.handled_at is not None for r in stored_events(db))
+    hand_on_unhandled_events(Tick(connection, db, "test", now))
+    assert queue.jobs == []
+
+
+def test_recent_events_are_left_to_their_own_job(app, db):
+    now = utcnow()
+    stored_range(db, now)
+    connection = app.extensions["nurture.redis"]
+    hand_on_unhandled_events(Tick(connection, db, "test", now))
+    assert Queue("scoring", connection=connection).jobs == []
