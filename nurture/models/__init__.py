@@ -30,6 +30,16 @@ from nurture.models.engagement import (
     SnsSubscription,
     SnsSubscriptionStatus,
 )
+from nurture.models.handoffs import (
+    Handoff,
+    HandoffEvent,
+    HandoffNotification,
+    HandoffStatus,
+    LongTermNurture,
+    NotificationAttempt,
+    NotificationChannel,
+    NotificationStatus,
+)
 from nurture.models.leads import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
 
 __all__ = [
@@ -46,13 +56,21 @@ __all__ = [
     "EnrollmentStatus",
     "EventType",
     "FunnelStage",
+    "Handoff",
+    "HandoffEvent",
+    "HandoffNotification",
+    "HandoffStatus",
     "Lead",
     "LifecycleChange",
     "LifecycleStage",
+    "LongTermNurture",
     "MailgunToken",
     "Message",
     "MessageCollateral",
     "MessageStatus",
+    "NotificationAttempt",
+    "NotificationChannel",
+    "NotificationStatus",
     "Rejection",
     "RejectionReason",
     "Role",
