@@ -41,10 +41,24 @@ from nurture.models.handoffs import (
     NotificationStatus,
 )
 from nurture.models.leads import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
+from nurture.models.scoring import (
+    ApprovalRole,
+    Backtest,
+    BacktestStatus,
+    LeadScore,
+    LeadScoreRule,
+    ScoreLedgerEntry,
+    ScoringApproval,
+    ScoringModel,
+    ScoringModelStatus,
+)
 
 __all__ = [
     "LIVE_ENROLLMENT",
     "ApiToken",
+    "ApprovalRole",
+    "Backtest",
+    "BacktestStatus",
     "Base",
     "Collateral",
     "CollateralStatus",
@@ -61,6 +75,8 @@ __all__ = [
     "HandoffNotification",
     "HandoffStatus",
     "Lead",
+    "LeadScore",
+    "LeadScoreRule",
     "LifecycleChange",
     "LifecycleStage",
     "LongTermNurture",
@@ -74,6 +90,10 @@ __all__ = [
     "Rejection",
     "RejectionReason",
     "Role",
+    "ScoreLedgerEntry",
+    "ScoringApproval",
+    "ScoringModel",
+    "ScoringModelStatus",
     "Sequence",
     "SequenceStatus",
     "SequenceVersion",

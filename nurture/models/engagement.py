@@ -52,6 +52,11 @@ class EngagementEvent(Base):
             "ix_engagement_events_unhandled", "id",
             postgresql_where=text("handled_at IS NULL"), sqlite_where=text("handled_at IS NULL"),
         ),
+        # the events not yet scored (nurture.scoring; a sweep finds what Redis lost)
+        Index(
+            "ix_engagement_events_unscored", "id",
+            postgresql_where=text("scored_at IS NULL"), sqlite_where=text("scored_at IS NULL"),
+        ),
     )
 
     id: Mapped[id_pk]
@@ -76,6 +81,8 @@ class EngagementEvent(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     handled_at: Mapped[datetime | None]
     """When the event was handed to scoring and woke the lead's branches (None: not yet)."""
+    scored_at: Mapped[datetime | None]
+    """When the event updated its lead's score (`nurture.scoring`; None: not yet)."""
 
 
 class MailgunToken(Base):
