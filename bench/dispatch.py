@@ -370,6 +370,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             child.kill()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU (user + system) the processes used so far, their reaped children included."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def postgres_pids() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+
+
 def sending(database: Database, database_url: str, emails: int, workdir: Path) -> None:
     print(f"\n2. Emails/s: {emails:,} due enrollments, one email each, rendered and sent by "
           f"{WORKERS} `nurture worker` processes (jobs of 100) to an SMTP sink in its own process")
@@ -401,10 +417,16 @@ def sending(database: Database, database_url: str, emails: int, workdir: Path) -
             wait_until(lambda: all("Listening on" in log.read_text() for log in logs), 60,
                        "the workers to listen")
             redis = redis_connection(redis_server.url)
+            groups = {"workers": [w.pid for w in workers], "SMTP sink": [sink.pid],
+                      "PostgreSQL": postgres_pids()}
+            before = {name: cpu_seconds(pids) for name, pids in groups.items()}
             started = time.perf_counter()
             dispatch_due_steps(Tick(redis, database, "bench", utcnow()))
             wait_until(lambda: count.value >= emails, SENDING_TIMEOUT_S, "every email")
             elapsed = time.perf_counter() - started
+            jobs_enqueued = -(-emails // 100)
+            wait_until(lambda: len(job_times(logs)) >= jobs_enqueued, 60, "the last jobs to end")
+            used = {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
         finally:
             for worker in workers:
                 stop(worker)
@@ -425,6 +447,9 @@ def sending(database: Database, database_url: str, emails: int, workdir: Path) -
         print(f"   {len(jobs)} jobs of {emails // len(jobs)}: median {statistics.median(jobs):.1f} s "
               f"a job, {statistics.median(jobs) / (emails / len(jobs)) * 1000:.0f} ms an email "
               "inside a job (fork, connections and templates included)")
+    print("   CPU an email during that run: " + ", ".join(
+        f"{name} {seconds / emails * 1000:.2f} ms" for name, seconds in used.items())
+        + f" (of {2 * 1000 / nurture_rate:.2f} ms the two cores had an email)")
     print(f"   raw smtplib, {WORKERS} processes: {raw[WORKERS]:8.0f} emails/s  "
           f"(the same {len(message):,}-byte email, prerendered)")
     print(f"   raw smtplib, 1 process:  {raw[1]:8.0f} emails/s")

@@ -372,7 +372,8 @@ def _email(
     existing.status = MessageStatus.QUEUED
     existing.to_address = lead.email
     batch.recent_sends.setdefault(lead.id, []).append(now)  # the cap counts it from now on
-    enrollment.next_due_at = now
+    if enrollment.next_due_at is None or enrollment.next_due_at > now:
+        enrollment.next_due_at = now  # due (it is claimed): after a crash, the lease frees it
     _resume(session, enrollment, now)
     return Outgoing(existing, enrollment, lead, step,
                     tuple(versions[key] for key in step.collateral))
@@ -445,6 +446,10 @@ _HAND_OVER = (
     .values(
         status=case((_IS_NEXT, MessageStatus.SENDING.value), else_=MessageStatus.SENT.value),
         attempts=case((_IS_NEXT, _messages.c.attempts + 1), else_=_messages.c.attempts),
+        subject=case((_IS_NEXT, bindparam("subject_", type_=_messages.c.subject.type)),
+                     else_=_messages.c.subject),
+        links=case((_IS_NEXT, bindparam("links_", type_=_messages.c.links.type)),
+                   else_=_messages.c.links),
         sent_at=case((_IS_NEXT, _messages.c.sent_at), else_=_SENT_AT),
         last_error=case((_IS_NEXT, _messages.c.last_error), else_=None),
     )
@@ -459,9 +464,11 @@ _MARK_SENT = (
 
 
 def mark_sending(
-    connection: Connection, outgoing: Outgoing, *, sent: tuple[int, datetime] | None = None,
+    connection: Connection, outgoing: Outgoing, subject: str, links: dict[str, Any], *,
+    sent: tuple[int, datetime] | None = None,
 ) -> bool:
-    """Mark a queued message `sending` (the caller commits before the handover), and the
+    """Mark a queued message `sending` with its subject and tracked links (the caller
+    commits before the handover: a click works even if the outcome stays unknown), and the
     message handed over before it (`sent`: its id and when) `sent`, in one statement.
 
     False, leaving the queued message as it is, if the lead was suppressed, left nurture or
@@ -471,6 +478,7 @@ def mark_sending(
     changed = connection.execute(_HAND_OVER, {
         "row_id": outgoing.message_id, "for_enrollment": outgoing.enrollment.id,
         "address": outgoing.lead.email, "sent_id": sent_id, "sent_at_": sent_at,
+        "subject_": subject, "links_": links,
     }).scalars().all()
     return outgoing.message_id in changed
 

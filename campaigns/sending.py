@@ -78,6 +78,8 @@ class Composed:
     enrollment_id: int
     outgoing: engine.Outgoing
     email: MimeMessage
+    subject: str
+    links: dict[str, Any]
 
 
 def run_due(
@@ -116,8 +118,7 @@ def _plan_and_compose(
                                   permanent=True, now=now)
             counts.held += 1
             continue
-        item.message.subject, item.message.links = subject, links  # a click works even if unknown
-        ready.append(Composed(item.message_id, item.enrollment.id, item, email))
+        ready.append(Composed(item.message_id, item.enrollment.id, item, email, subject, links))
     return ready
 
 
@@ -134,7 +135,8 @@ def _hand_over(
     delivered: tuple[int, datetime] | None = None  # handed over, not yet recorded `sent`
     with db.engine.connect() as connection:
         for item in ready:
-            allowed = engine.mark_sending(connection, item.outgoing, sent=delivered)
+            allowed = engine.mark_sending(connection, item.outgoing, item.subject, item.links,
+                                          sent=delivered)
             connection.commit()
             delivered = None
             if not allowed:
