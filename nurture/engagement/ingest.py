@@ -72,7 +72,7 @@ COLUMNS = ("lead_id", "message_id", "type", "occurred_at", "received_at", "sourc
 
 RECORDSET_INSERT = text(
     "INSERT INTO engagement_events ({columns}) SELECT {columns} "
-    "FROM jsonb_populate_recordset(NULL::engagement_events, CAST(:rows AS jsonb)) "
+    "FROM json_populate_recordset(NULL::engagement_events, CAST(:rows AS json)) "
     "ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id, source, source_event_id"
     .format(columns=", ".join(COLUMNS))
 )
