@@ -60,7 +60,7 @@ class Lead(Closed):
     score: Score
     enrollments: list[Enrollment]
     messages: list[MessageReceived]
-    handoffs: list[dict[str, Any]]
+    handoffs: list[Handoff]
     rejections: list[Rejection]
     events: list[dict[str, Any]]
 
@@ -77,6 +77,58 @@ class Enrollment(Closed):
     enrolled_at: datetime
     finished_at: datetime | None
     exit_reason: str | None
+
+
+class HandoffLead(Closed):
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    title: str | None
+    lifecycle_stage: LifecycleStage
+
+
+class Handoff(Closed):
+    """A lead recycled to sales (nurture.handoffs.documents)."""
+
+    id: int
+    lead_id: int
+    status: Literal["open", "accepted", "rejected"]
+    rep_email: str | None
+    score: dict[str, Any]
+    model_version_id: int | None
+    qualifying_event_id: int | None
+    qualified_at: datetime
+    created_at: datetime
+    sla_due_at: datetime
+    escalations: int
+    reassignments: int
+    handoff_ms: int
+    """Measured: from the qualifying moment to the handoff being stored."""
+    response_ms: int | None
+    """Measured: from the handoff to the rep's first action."""
+    first_action_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+    prior_rejection_id: int | None
+    rejection_id: int | None
+    lead: HandoffLead | None = None
+
+
+class HandoffList(Closed):
+    handoffs: list[Handoff]
+
+
+class HandoffAnswer(Closed):
+    handoff: Handoff
+
+
+class HandoffRejectionResult(Closed):
+    handoff: Handoff
+    rejection: Rejection
+    enrollment: Enrollment | None
+    routing: Routing
 
 
 class FeaturedCollateral(Closed):

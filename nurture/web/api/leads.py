@@ -5,18 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+from sqlalchemy.orm import Session
 
 from campaigns.intake import nurture_not_ready, reject_lead
 from nurture.clock import utcnow
 from nurture.fields import normalize_email
+from nurture.handoffs.documents import handoff_document
+from nurture.handoffs.services import lead_handoffs
 from nurture.leads import services
 from nurture.leads.schemas import LeadIn, RejectionIn
-from nurture.models import Role
+from nurture.models import Lead, Role
 from nurture.web import db_session
 from nurture.web.api import bp, json_body, requires
 from nurture.web.problems import ProblemError
 
 READERS = (Role.ADMIN, Role.MARKETER, Role.SALES_APPROVER)
+
+
+def lead_document(session: Session, lead: Lead, *, new: bool = False) -> dict[str, Any]:
+    """The lead with the parts services above `nurture.leads` own (its handoffs)."""
+    document = services.lead_document(session, lead, new=new)
+    document["handoffs"] = [] if new else [
+        handoff_document(h) for h in lead_handoffs(session, lead.id)]
+    return document
 
 
 @bp.post("/leads")
@@ -25,7 +36,7 @@ def create_lead() -> Any:
     body = json_body(LeadIn)
     session = db_session()
     lead, created = services.upsert_lead(session, body.email, body.fields(), now=utcnow())
-    document = services.lead_document(session, lead, new=created)
+    document = lead_document(session, lead, new=created)
     session.commit()
     return document, 201 if created else 200
 
@@ -43,7 +54,7 @@ def create_rejection() -> Any:
     )
     document = {
         "rejection": services.rejection_document(intake.rejection),
-        "lead": services.lead_document(session, services.get_lead(session, intake.lead_id)),
+        "lead": lead_document(session, services.get_lead(session, intake.lead_id)),
         "enrollment": intake.enrollment,
         "routing": {"enrolled": intake.enrollment is not None, "reason": intake.routing_reason},
     }
@@ -58,7 +69,7 @@ def nurture_lead(lead_id: int) -> Any:
     session = db_session()
     intake = nurture_not_ready(session, lead_id, now=utcnow())
     document = {
-        "lead": services.lead_document(session, services.get_lead(session, intake.lead_id)),
+        "lead": lead_document(session, services.get_lead(session, intake.lead_id)),
         "enrollment": intake.enrollment,
         "routing": {"enrolled": intake.enrollment is not None, "reason": intake.routing_reason},
     }
@@ -70,7 +81,7 @@ def nurture_lead(lead_id: int) -> Any:
 @requires(*READERS)
 def get_lead(lead_id: int) -> Any:
     session = db_session()
-    return services.lead_document(session, services.get_lead(session, lead_id))
+    return lead_document(session, services.get_lead(session, lead_id))
 
 
 @bp.get("/leads")
@@ -87,4 +98,4 @@ def find_lead() -> Any:
     except ValueError as exc:
         raise ProblemError(422, "invalid email", errors={"email": [str(exc)]}) from None
     session = db_session()
-    return services.lead_document(session, services.find_lead_by_email(session, email))
+    return lead_document(session, services.find_lead_by_email(session, email))

@@ -12,6 +12,7 @@ from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
 from campaigns.uploads import ALLOWED_TYPES, MAX_UPLOAD_BYTES
 from nurture import MAX_REQUEST_BYTES
 from nurture.engagement.schemas import MAX_EVENTS, EventsIn
+from nurture.handoffs.schemas import HandoffRejectIn
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.web.api import bp, docs
 from nurture.web.api.sequences import MigrateIn
@@ -72,6 +73,10 @@ def openapi_document() -> dict[str, Any]:
             (docs.CollateralDetail, "serialization"),
             (EventsIn, "validation"),
             (docs.EventsAccepted, "serialization"),
+            (HandoffRejectIn, "validation"),
+            (docs.HandoffList, "serialization"),
+            (docs.HandoffAnswer, "serialization"),
+            (docs.HandoffRejectionResult, "serialization"),
         ],
         ref_template=REF,
     )
@@ -175,6 +180,7 @@ def openapi_document() -> dict[str, Any]:
             },
             **_sequence_paths(),
             **_collateral_paths(),
+            **_handoff_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -369,6 +375,50 @@ def _collateral_paths() -> dict[str, Any]:
             },
         }
     return paths
+
+
+def _handoff_paths() -> dict[str, Any]:
+    handoff_id = _int_param("handoff_id")
+    return {
+        "/handoffs": {
+            "get": {
+                "operationId": "listHandoffs",
+                "summary": "Leads recycled to sales, newest first (a rep's token: its own only)",
+                "parameters": [
+                    {"name": "status", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["open", "accepted", "rejected"]}},
+                    {"name": "rep_email", "in": "query", "required": False,
+                     "schema": {"type": "string", "format": "email"}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                ],
+                "responses": {"200": _json("HandoffList", "the handoffs"),
+                              **_problems(401, 403, 422)},
+            },
+        },
+        "/handoffs/{handoff_id}/accept": {
+            "post": {
+                "operationId": "acceptHandoff",
+                "summary": "The rep takes the lead: it leaves nurture for good",
+                "description": "403 for another rep's handoff; 409 once accepted or rejected.",
+                "parameters": [handoff_id],
+                "responses": {"200": _json("HandoffAnswer", "accepted"),
+                              **_problems(401, 403, 404, 409)},
+            },
+        },
+        "/handoffs/{handoff_id}/reject": {
+            "post": {
+                "operationId": "rejectHandoff",
+                "summary": "The rep gives the lead back: it returns to nurture, routed by reason",
+                "description": "403 for another rep's handoff; 409 once accepted or rejected.",
+                "parameters": [handoff_id],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("HandoffRejectIn")}}},
+                "responses": {"200": _json("HandoffRejectionResult", "back in nurture"),
+                              **_problems(*WRITE_ERRORS, 404, 409)},
+            },
+        },
+    }
 
 
 @bp.get("/openapi.json")
