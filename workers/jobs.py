@@ -1,10 +1,14 @@
 """Job functions: each opens what it needs and calls one service. Ids in, never ORM objects.
 
-RQ forks a work horse per job, so connections are made inside the job, never inherited.
+Workers run their jobs in their own process (RQ's `SimpleWorker`, see `workers/worker.py`),
+so a job reads the settings afresh but takes the process's `Database` (its pool of
+connections and its compiled statements), made on first use and kept for the next jobs;
+one made in another process (before a fork) is never used.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 
 from campaigns.sending import Sending, run_due
@@ -14,16 +18,27 @@ from nurture.db import Database
 from nurture.engagement.handling import handle_events
 
 
+_DATABASES: dict[tuple[int, str], Database] = {}
+
+
+def process_database(url: str) -> Database:
+    """This process's `Database` for `url`, made on first use."""
+    key = (os.getpid(), url)
+    database = _DATABASES.get(key)
+    if database is None:
+        for other in [k for k in _DATABASES if k[0] != key[0]]:
+            del _DATABASES[other]  # a parent's: its connections are not ours to use or close
+        database = _DATABASES[key] = Database(url)
+    return database
+
+
 def send_due_steps(enrollment_ids: str) -> dict[str, int]:
     """Run the due steps of these claimed enrollments (comma-separated ids), sending emails."""
     settings = with_secret_key(load_settings())
-    database = Database.from_settings(settings)
-    try:
-        ids = [int(part) for part in enrollment_ids.split(",") if part]
-        counts = run_due(database, ids, Sending.from_settings(settings), clock=utcnow)
-        return asdict(counts)
-    finally:
-        database.dispose()
+    database = process_database(settings.database_url)
+    ids = [int(part) for part in enrollment_ids.split(",") if part]
+    counts = run_due(database, ids, Sending.from_settings(settings), clock=utcnow)
+    return asdict(counts)
 
 
 def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:

@@ -1,5 +1,12 @@
 """The RQ worker entry (`nurture worker`): one worker, or a pool of them, on the project's queues.
 
+Workers are RQ `SimpleWorker`s: each runs its jobs in its own long-lived process instead of
+forking a work horse per job, so a job finds the database pool, compiled statements and
+email templates of the jobs before it (a fork per job paid for all of them again, for each
+batch of 100 emails). The jobs are the project's own code; a job that runs
+past its timeout is stopped by RQ's alarm in the same process, and one that kills the
+process is recovered from like any crash (claims expire, `sending` turns `unknown`).
+
 Stopping is RQ's warm shutdown: on SIGTERM or SIGINT an idle worker exits at once and a busy
 one finishes its job first (a second signal kills the job).
 """
@@ -9,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from redis import Redis
-from rq import Worker
+from rq import SimpleWorker
 from rq.worker_pool import WorkerPool
 
 from campaigns.rendering import shared_environment, warm_templates
@@ -35,8 +42,9 @@ def run_worker(connection: Redis, *, processes: int = 1, burst: bool = False) ->
     log.info("worker ready: %d process(es) on queues %s", processes, ", ".join(names))
     if processes == 1:
         # with_scheduler: retries with a wait between them are RQ scheduled jobs.
-        Worker(all_queues(connection), connection=connection).work(
+        SimpleWorker(all_queues(connection), connection=connection).work(
             burst=burst, with_scheduler=True, logging_level=None
         )
     else:
-        WorkerPool(names, connection=connection, num_workers=processes).start(burst=burst)
+        WorkerPool(names, connection=connection, num_workers=processes,
+                   worker_class=SimpleWorker).start(burst=burst)
