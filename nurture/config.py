@@ -57,6 +57,7 @@ ENV_NAMES = (
     "NURTURE_TIMEZONE",
     "NURTURE_MAIL_PROVIDER",
     "NURTURE_FREQUENCY_CAP",
+    "NURTURE_SLA",
 )
 
 MAIL_PROVIDERS = ("none", "sendgrid", "mailgun", "postmark", "ses")
@@ -64,6 +65,9 @@ MAIL_PROVIDERS = ("none", "sendgrid", "mailgun", "postmark", "ses")
 
 DEFAULT_FREQUENCY_CAP = "2/P7D"
 """At most this many nurture emails per lead per period, across all sequences."""
+
+DEFAULT_SLA = "PT1H"
+"""Business time a rep has to act on a recycled lead before it escalates (NURTURE_SLA)."""
 
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 
@@ -100,6 +104,7 @@ class Settings:
     timezone: str = "UTC"
     mail_provider: str = "none"
     frequency_cap: tuple[int, timedelta] = (2, timedelta(days=7))
+    sla: timedelta = timedelta(hours=1)
 
     @property
     def is_sqlite(self) -> bool:
@@ -149,6 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mail_provider=_choice("NURTURE_MAIL_PROVIDER", get("NURTURE_MAIL_PROVIDER") or "none",
                               MAIL_PROVIDERS),
         frequency_cap=_frequency_cap(get("NURTURE_FREQUENCY_CAP") or DEFAULT_FREQUENCY_CAP),
+        sla=_sla(get("NURTURE_SLA") or DEFAULT_SLA),
     )
 
 
@@ -215,6 +221,19 @@ def _frequency_cap(value: str) -> tuple[int, timedelta]:
             "NURTURE_FREQUENCY_CAP", f"{value!r} is not N/PERIOD, e.g. 2/P7D (days or less)"
         )
     return number, span
+
+
+def _sla(value: str) -> timedelta:
+    """An ISO 8601 duration of business time (days or less), e.g. PT1H or PT30M."""
+    import isodate
+
+    try:
+        span = isodate.parse_duration(value)
+    except (ValueError, isodate.ISO8601Error):
+        span = timedelta(0)
+    if not isinstance(span, timedelta) or span <= timedelta(0):
+        raise SettingsError("NURTURE_SLA", f"{value!r} is not an ISO 8601 duration, e.g. PT1H")
+    return span
 
 
 def sqlite_path(database_url: str) -> Path | None:

@@ -216,3 +216,13 @@ def _rep(email):
 
     return Actor(email=email, role=Role.REP)
 
+
+
+def test_nurture_sla_is_an_iso_8601_duration_of_business_time():
+    from nurture.config import SettingsError, load_settings
+
+    assert load_settings({}).sla == timedelta(hours=1)
+    assert load_settings({"NURTURE_SLA": "PT30M"}).sla == timedelta(minutes=30)
+    for bad in ("soon", "PT0S", "P1M"):
+        with pytest.raises(SettingsError, match="NURTURE_SLA"):
+            load_settings({"NURTURE_SLA": bad})
