@@ -16,7 +16,7 @@ from nurture.clock import utcnow
 from nurture.config import load_settings, with_secret_key
 from nurture.db import Database
 from nurture.engagement.handling import handle_events
-
+from nurture.scoring import backtest, rescoring
 
 _DATABASES: dict[tuple[int, str], Database] = {}
 
@@ -46,6 +46,35 @@ def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
     database = Database.from_settings(load_settings())
     try:
         with database.session_scope() as session:
-            return asdict(handle_events(session, first_id, last_id, now=utcnow()))
+            now = utcnow()
+            handled = handle_events(session, first_id, last_id, now=now)
+            rescoring.score_events(session, first_id, last_id, now=now)  # the scoring hook
+            return asdict(handled)
     finally:
         database.dispose()
+
+
+def score_events(first_id: int, last_id: int) -> dict[str, int]:
+    """Score the stored events with ids in [first_id, last_id] not scored yet (a sweep's job)."""
+    database = process_database(load_settings().database_url)
+    with database.session_scope() as session:
+        return asdict(rescoring.score_events(session, first_id, last_id, now=utcnow()))
+
+
+def rescore_leads(model_id: int) -> dict[str, int]:
+    """Re-score every lead under the newly active model, a batch per transaction."""
+    database = process_database(load_settings().database_url)
+    batches = 0
+    while True:
+        with database.session_scope() as session:
+            if not rescoring.rescore_batch(session, model_id, now=utcnow()):
+                return {"batches": batches}
+        batches += 1
+
+
+def run_backtest(backtest_id: int) -> dict[str, int]:
+    """Run a requested backtest of a scoring model over stored history."""
+    database = process_database(load_settings().database_url)
+    with database.session_scope() as session:
+        done = backtest.run_backtest(session, backtest_id, now=utcnow())
+        return {"events": int((done.result or {}).get("events", 0))}

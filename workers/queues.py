@@ -89,6 +89,36 @@ JOB_KINDS: Mapping[str, JobKind] = {
             queue=QueueName.SCORING, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
             failure_ttl_s=7 * DAY, retry_intervals_s=(10, MINUTE, 10 * MINUTE),
         ),
+        # Stored events (an id range) not scored yet, found by the dispatcher's sweep (tracking
+        # opens and clicks are handled in their request, and scored here). Safe to retry.
+        JobKind(
+            name="score_events", function="workers.jobs.score_events",
+            queue=QueueName.SCORING, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
+            failure_ttl_s=7 * DAY, retry_intervals_s=(10, MINUTE, 10 * MINUTE),
+        ),
+        # Every lead re-scored after a model's activation, a batch per transaction, resumable
+        # (the position is on the model); long, and on the default queue so scoring goes on.
+        JobKind(
+            name="rescore_leads", function="workers.jobs.rescore_leads",
+            queue=QueueName.DEFAULT, timeout_s=2 * HOUR, result_ttl_s=DAY,
+            failure_ttl_s=7 * DAY, retry_intervals_s=(MINUTE, 10 * MINUTE),
+        ),
+        # A scoring model run over stored history; touches no live score.
+        JobKind(
+            name="run_backtest", function="workers.jobs.run_backtest",
+            queue=QueueName.DEFAULT, timeout_s=HOUR, result_ttl_s=DAY, failure_ttl_s=7 * DAY,
+        ),
+        # One try at a handoff's notification (CRM webhook, rep email). No RQ retry: the
+        # retry schedule is the row's `next_attempt_at`, found by the dispatcher's sweep.
+        JobKind(
+            name="deliver_notification", function="workers.notifying.deliver_notification",
+            queue=QueueName.NOTIFY, timeout_s=MINUTE, result_ttl_s=HOUR, failure_ttl_s=7 * DAY,
+        ),
+        # A handoff's SLA timer fired: remind or reassign. Safe to repeat (checks it is due).
+        JobKind(
+            name="escalate_handoff", function="workers.notifying.escalate_handoff",
+            queue=QueueName.NOTIFY, timeout_s=MINUTE, result_ttl_s=HOUR, failure_ttl_s=7 * DAY,
+        ),
     )
 }
 """Every job kind the project enqueues. A new job gets its row here, not arguments elsewhere."""

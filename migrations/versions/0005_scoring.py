@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("retired_at", TS, nullable=True),
         sa.Column("rescore_total", sa.Integer(), nullable=True),
         sa.Column("rescore_done", sa.Integer(), nullable=False),
+        sa.Column("rescore_after_lead_id", BIG_ID, nullable=True),
         sa.Column("rescore_finished_at", TS, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scoring_models")),
         sa.UniqueConstraint("version", name=op.f("uq_scoring_models_version")),

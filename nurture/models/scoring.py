@@ -59,6 +59,8 @@ class ScoringModel(Base):
     rescore_total: Mapped[int | None]
     """Leads to re-score after activation (None: not started)."""
     rescore_done: Mapped[int] = mapped_column(Integer, default=0)
+    rescore_after_lead_id: Mapped[int | None] = mapped_column(BigId)
+    """The re-score's position: every lead up to this id is done (resumed from here)."""
     rescore_finished_at: Mapped[datetime | None]
 
 

@@ -245,3 +245,53 @@ class EventsAccepted(Closed):
     """Events stored now."""
     duplicates: int
     """Events whose `id` was stored before (or repeated in this request): nothing changed."""
+
+
+class ScoringApproval(Closed):
+    role: Literal["marketer", "sales_approver"]
+    approved_by: str
+    approved_at: datetime
+    withdrawn_by: str | None
+    withdrawn_at: datetime | None
+
+
+class RescoreProgress(Closed):
+    total: int | None
+    """Leads to re-score after activation (null: not started)."""
+    done: int
+    finished_at: datetime | None
+
+
+class ScoringModelSummary(Closed):
+    id: int
+    version: int
+    name: str
+    status: Literal["draft", "approved", "active", "retired"]
+    created_by: str
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+    approvals: list[ScoringApproval]
+    rescore: RescoreProgress
+
+
+class ScoringModelDetail(ScoringModelSummary):
+    document: dict[str, Any]
+
+
+class ScoringModelList(Closed):
+    models: list[ScoringModelSummary]
+
+
+class BacktestRun(Closed):
+    id: int
+    model_id: int
+    compared_model_id: int | None
+    days: int
+    status: Literal["queued", "running", "done", "failed"]
+    requested_by: str
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None

@@ -14,7 +14,9 @@ from nurture import MAX_REQUEST_BYTES
 from nurture.engagement.schemas import MAX_EVENTS, EventsIn
 from nurture.handoffs.schemas import HandoffRejectIn
 from nurture.leads.schemas import LeadIn, RejectionIn
+from nurture.scoring.document import ScoringDocument
 from nurture.web.api import bp, docs
+from nurture.web.api.scoring import BacktestIn
 from nurture.web.api.sequences import MigrateIn
 
 REF = "#/components/schemas/{model}"
@@ -74,6 +76,11 @@ def openapi_document() -> dict[str, Any]:
             (EventsIn, "validation"),
             (docs.EventsAccepted, "serialization"),
             (HandoffRejectIn, "validation"),
+            (ScoringDocument, "validation"),
+            (BacktestIn, "validation"),
+            (docs.ScoringModelDetail, "serialization"),
+            (docs.ScoringModelList, "serialization"),
+            (docs.BacktestRun, "serialization"),
             (docs.HandoffList, "serialization"),
             (docs.HandoffAnswer, "serialization"),
             (docs.HandoffRejectionResult, "serialization"),
@@ -181,6 +188,7 @@ def openapi_document() -> dict[str, Any]:
             **_sequence_paths(),
             **_collateral_paths(),
             **_handoff_paths(),
+            **_scoring_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -419,6 +427,76 @@ def _handoff_paths() -> dict[str, Any]:
             },
         },
     }
+
+
+def _scoring_paths() -> dict[str, Any]:
+    model_id = _int_param("model_id")
+    summary = _json("ScoringModelSummary", "the model")
+    paths: dict[str, Any] = {
+        "/scoring/models": {
+            "post": {
+                "operationId": "createScoringModel",
+                "summary": "Store a scoring model document (JSON or YAML) as a new draft version",
+                "description": "Validated whole; errors name the path, e.g. `engagement[2].points`.",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("ScoringDocument")},
+                    "application/yaml": {"schema": _ref("ScoringDocument")}}},
+                "responses": {"201": _json("ScoringModelDetail", "a new draft version"),
+                              **_problems(*WRITE_ERRORS)},
+            },
+            "get": {
+                "operationId": "listScoringModels",
+                "summary": "Every version, newest first, with its approvals",
+                "responses": {"200": _json("ScoringModelList", "the models"),
+                              **_problems(401, 403)},
+            },
+        },
+        "/scoring/models/{model_id}": {
+            "get": {
+                "operationId": "getScoringModel",
+                "summary": "A version with its document, approvals and re-score progress",
+                "parameters": [model_id],
+                "responses": {"200": _json("ScoringModelDetail", "the model"),
+                              **_problems(401, 403, 404)},
+            },
+        },
+        "/scoring/models/{model_id}/backtests": {
+            "post": {
+                "operationId": "backtestScoringModel",
+                "summary": "Run the model over stored history beside the active one (background)",
+                "parameters": [model_id],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("BacktestIn")}}},
+                "responses": {"202": _json("BacktestRun", "queued"),
+                              **_problems(*WRITE_ERRORS, 404)},
+            },
+        },
+        "/scoring/backtests/{backtest_id}": {
+            "get": {
+                "operationId": "getBacktest",
+                "summary": "A backtest and, once done, what it found",
+                "parameters": [_int_param("backtest_id")],
+                "responses": {"200": _json("BacktestRun", "the backtest"),
+                              **_problems(401, 403, 404)},
+            },
+        },
+    }
+    for action, what in (
+        ("approve", "a marketer or a sales approver approves (both are needed)"),
+        ("withdraw", "withdraw the caller's role's approval, before activation"),
+        ("activate", "make the approved model the active one (409 without both approvals); "
+                     "every lead is re-scored in the background"),
+        ("retire", "take the model out of use for good"),
+    ):
+        paths[f"/scoring/models/{{model_id}}/{action}"] = {
+            "post": {
+                "operationId": f"{action}ScoringModel",
+                "summary": what,
+                "parameters": [model_id],
+                "responses": {"200": summary, **_problems(401, 403, 404, 409)},
+            },
+        }
+    return paths
 
 
 @bp.get("/openapi.json")

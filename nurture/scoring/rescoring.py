@@ -1,0 +1,399 @@
+"""Keeping scores current: stored events, profile changes and model activation re-score leads.
+
+Each lead's `LeadScore` row is locked while it changes, so two workers never interleave on
+one lead (caps and sums stay right under a flood). An event is scored once: its `scored_at`
+is set in the same transaction, rows are taken with SKIP LOCKED, and the ledger refuses an
+(event, rule, model) twice. A lead whose score was kept under another model is rebuilt from
+its scored history first (after activation, the background re-score does the same for every
+lead; whichever comes first wins, under the row lock).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from nurture.db import insert_ignoring_conflicts, one_of
+from nurture.handoffs.services import recycle
+from nurture.models import (
+    Collateral,
+    CollateralVersion,
+    EngagementEvent,
+    Lead,
+    LeadScore,
+    LeadScoreRule,
+    ScoreLedgerEntry,
+    ScoringModel,
+    ScoringModelStatus,
+)
+from nurture.scoring.document import ScoringDocument
+from nurture.scoring.lifecycle import active_model, document_of
+from nurture.scoring.rules import EventFacts, fit_points, lead_facts, matching_rules
+from nurture.scoring.tally import CapBook, Part, Tally, UsageLoader
+
+DAY_S = 86_400.0
+
+RESCORE_BATCH = 500
+"""Leads re-scored per transaction after an activation (short transactions: ingest goes on)."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    events: int
+    leads: int
+    qualified: int
+    recycled: int
+
+
+def half_life_s(document: ScoringDocument) -> float:
+    return document.half_life_days * DAY_S
+
+
+# --- reading events -------------------------------------------------------------------------
+
+EVENT_COLUMNS = (
+    EngagementEvent.id, EngagementEvent.lead_id, EngagementEvent.type,
+    EngagementEvent.occurred_at, EngagementEvent.is_machine, EngagementEvent.url,
+    EngagementEvent.collateral_version_id, EngagementEvent.source,
+    EngagementEvent.bounce_class, EngagementEvent.properties,
+)
+
+
+def event_facts(session: Session, rows: Iterable[Any]) -> list[EventFacts]:
+    rows = list(rows)
+    versions = {r.collateral_version_id for r in rows if r.collateral_version_id is not None}
+    keys: dict[int, str] = {}
+    if versions:
+        keys = dict(session.execute(
+            select(CollateralVersion.id, Collateral.key)
+            .join(Collateral, Collateral.id == CollateralVersion.collateral_id)
+            .where(one_of(session, CollateralVersion.id, versions))
+        ).tuples().all())
+    return [
+        EventFacts(
+            id=r.id, lead_id=r.lead_id, type=r.type, occurred_at=r.occurred_at,
+            is_machine=bool(r.is_machine), url=r.url,
+            collateral=keys.get(r.collateral_version_id) if r.collateral_version_id else None,
+            source=r.source, bounce_class=r.bounce_class, properties=r.properties or {},
+        )
+        for r in rows
+    ]
+
+
+# --- one lead under the active model ----------------------------------------------------------
+
+@dataclass
+class _Lead:
+    """A locked lead score, loaded into a tally, and what to write back."""
+
+    row: LeadScore
+    lead: Lead
+    tally: Tally
+    rows: dict[str, LeadScoreRule]
+    ledger: list[dict[str, Any]]
+
+
+def _lock(session: Session, lead_id: int, model: ScoringModel, document: ScoringDocument,
+          *, now: datetime) -> _Lead:
+    """Lock (creating it if need be) the lead's score, rebuilt if it was kept under another
+    model, its fit evaluated again if the profile changed since. The lead's row is locked
+    first, as every writer of a lead (and the handoff service) does: one lock order."""
+    lead = session.execute(
+        select(Lead).where(Lead.id == lead_id).with_for_update()
+    ).scalar_one()
+    session.execute(
+        insert_ignoring_conflicts(session, LeadScore, index_elements=["lead_id"])
+        .values(lead_id=lead_id, model_id=None, fit=0.0, decayed=0.0, steady=0.0,
+                updated_at=now)
+    )
+    row = session.execute(
+        select(LeadScore).where(LeadScore.lead_id == lead_id)
+        .with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+    if row.model_id != model.id:
+        return _rebuild(session, row, lead, model, document, now=now)
+    rows = {
+        r.rule: r for r in session.execute(
+            select(LeadScoreRule).where(LeadScoreRule.lead_id == lead_id)
+        ).scalars()
+    }
+    tally = Tally(
+        half_life_s=half_life_s(document), fit=row.fit, decayed=row.decayed,
+        decayed_at=row.decayed_at, steady=row.steady,
+        parts={name: Part(kind=r.kind, decays=r.decays, value=r.value, ref_at=r.ref_at,
+                          last_at=r.last_at) for name, r in rows.items()},
+    )
+    state = _Lead(row=row, lead=lead, tally=tally, rows=rows, ledger=[])
+    if row.fit_checked_at is None or lead.updated_at > row.fit_checked_at:
+        _refit(state, model, document, now=now)
+    return state
+
+
+def _refit(state: _Lead, model: ScoringModel, document: ScoringDocument, *,
+           now: datetime) -> None:
+    changes = state.tally.set_fit(fit_points(document, lead_facts(state.lead)), now)
+    for rule, points in changes.items():
+        state.ledger.append({"lead_id": state.lead.id, "model_id": model.id, "rule": rule,
+                             "points": points, "event_id": None, "occurred_at": now,
+                             "recorded_at": now})
+    state.row.fit_checked_at = now
+
+
+def _rebuild(session: Session, row: LeadScore, lead: Lead, model: ScoringModel,
+             document: ScoringDocument, *, now: datetime) -> _Lead:
+    """The lead's score under `model` from scratch: fit now, and every event scored so far
+    (events not scored yet are left to the job that will score them)."""
+    session.execute(delete(LeadScoreRule).where(LeadScoreRule.lead_id == lead.id))
+    row.model_id = model.id
+    row.fit = row.decayed = row.steady = 0.0
+    row.decayed_at = row.qualified_at = None
+    state = _Lead(row=row, lead=lead, tally=Tally(half_life_s=half_life_s(document)), rows={},
+                  ledger=[])
+    _refit(state, model, document, now=now)
+    history = session.execute(
+        select(*EVENT_COLUMNS)
+        .where(EngagementEvent.lead_id == lead.id, EngagementEvent.scored_at.is_not(None))
+        .order_by(EngagementEvent.occurred_at, EngagementEvent.id)
+    ).all()
+    _apply(state, model, document, event_facts(session, history), CapBook(), now=now)
+    return state
+
+
+def _apply(state: _Lead, model: ScoringModel, document: ScoringDocument,
+           events: Iterable[EventFacts], caps: CapBook, *, now: datetime) -> int | None:
+    """Score the events; returns the last event that raised the score (None: none did)."""
+    raised: int | None = None
+    for event in events:
+        for rule, kind in matching_rules(document, event):
+            points = caps.allow(rule, event.occurred_at)
+            if points == 0:
+                continue
+            state.tally.add(rule.rule, kind, rule.decays, points, event.occurred_at)
+            state.ledger.append({"lead_id": state.lead.id, "model_id": model.id,
+                                 "rule": rule.rule, "points": points, "event_id": event.id,
+                                 "occurred_at": event.occurred_at, "recorded_at": now})
+            if points > 0:
+                raised = event.id
+    return raised
+
+
+def _ledger_usage(session: Session, lead_id: int, model_id: int) -> UsageLoader:
+    def load(rule: str, start: datetime, end: datetime) -> float:
+        return float(session.execute(
+            select(func.coalesce(func.sum(func.abs(ScoreLedgerEntry.points)), 0.0))
+            .where(ScoreLedgerEntry.lead_id == lead_id, ScoreLedgerEntry.model_id == model_id,
+                   ScoreLedgerEntry.rule == rule, ScoreLedgerEntry.event_id.is_not(None),
+                   ScoreLedgerEntry.occurred_at >= start, ScoreLedgerEntry.occurred_at < end)
+        ).scalar_one())
+    return load
+
+
+def _save(session: Session, state: _Lead, *, now: datetime) -> None:
+    tally, row = state.tally, state.row
+    row.fit, row.decayed, row.decayed_at, row.steady = (
+        tally.fit, tally.decayed, tally.decayed_at, tally.steady)
+    row.updated_at = now
+    for name, part in tally.parts.items():
+        if not part.changed:
+            continue
+        existing = state.rows.get(name)
+        if existing is None:
+            existing = state.rows[name] = LeadScoreRule(lead_id=row.lead_id, rule=name)
+            session.add(existing)
+        existing.kind, existing.decays, existing.value = part.kind, part.decays, part.value
+        existing.ref_at, existing.last_at = part.ref_at, part.last_at
+        part.changed = False
+    if state.ledger:
+        session.execute(
+            insert_ignoring_conflicts(session, ScoreLedgerEntry,
+                                      index_elements=["model_id", "event_id", "rule"]),
+            state.ledger,
+        )
+        state.ledger = []
+    session.flush()
+
+
+def _qualifies(state: _Lead, document: ScoringDocument, *, now: datetime) -> bool:
+    thresholds = document.thresholds
+    return (state.tally.total(now) >= thresholds.total
+            and state.tally.fit >= thresholds.fit)
+
+
+def _recycle(session: Session, state: _Lead, model: ScoringModel, document: ScoringDocument,
+             *, event_id: int | None, now: datetime) -> bool:
+    """The lead crossed the thresholds: hand it to `nurture.handoffs` (which decides whether it
+    may go to sales now). True if a handoff was made."""
+    state.row.qualified_at = now
+    handoff = recycle(
+        session, state.lead.id, score=score_of(state.tally, model, now=now),
+        model_version_id=model.id, qualifying_event_id=event_id, qualified_at=now, now=now,
+    )
+    return handoff is not None
+
+
+def score_of(tally: Tally, model: ScoringModel | None, *, now: datetime) -> dict[str, Any]:
+    """The CONTRACT shape: {total, fit, engagement, model_version, explanation}."""
+    return {
+        "total": round(tally.total(now), 2),
+        "fit": round(tally.fit, 2),
+        "engagement": round(tally.engagement(now), 2),
+        "model_version": model.version if model is not None else None,
+        "explanation": [
+            {**item, "at": _iso(item["at"])}  # type: ignore[arg-type]
+            for item in tally.explanation(now)
+        ],
+    }
+
+
+# --- services -------------------------------------------------------------------------------
+
+def score_events(session: Session, first_id: int, last_id: int, *, now: datetime) -> Scored:
+    """Score the stored, not yet scored events with ids in [first_id, last_id], a lead at a
+    time; a lead that crosses the thresholds is handed to `nurture.handoffs`."""
+    rows = session.execute(
+        select(*EVENT_COLUMNS)
+        .where(EngagementEvent.id.between(first_id, last_id),
+               EngagementEvent.scored_at.is_(None))
+        .order_by(EngagementEvent.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return Scored(0, 0, 0, 0)
+    model = active_model(session)
+    by_lead: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        if row.lead_id is not None:
+            by_lead[row.lead_id].append(row)
+    qualified = recycled = 0
+    if model is not None:
+        document = document_of(model)
+        for lead_id in sorted(by_lead):  # one lock order: no deadlock between two workers
+            state = _lock(session, lead_id, model, document, now=now)
+            events = sorted(event_facts(session, by_lead[lead_id]),
+                            key=lambda e: (e.occurred_at, e.id))
+            caps = CapBook(_ledger_usage(session, lead_id, model.id))
+            raised = _apply(state, model, document, events, caps, now=now)
+            _save(session, state, now=now)
+            if raised is not None and _qualifies(state, document, now=now):
+                qualified += 1
+                recycled += _recycle(session, state, model, document, event_id=raised, now=now)
+    session.execute(
+        update(EngagementEvent)
+        .where(one_of(session, EngagementEvent.id, [r.id for r in rows]))
+        .values(scored_at=now)
+    )
+    return Scored(len(rows), len(by_lead), qualified, recycled)
+
+
+def refresh_fit(session: Session, lead_id: int, *, now: datetime) -> bool:
+    """Evaluate the lead's fit again after a profile change; True if it now qualifies (and
+    was handed on)."""
+    model = active_model(session)
+    if model is None:
+        return False
+    document = document_of(model)
+    before = session.get(LeadScore, lead_id)
+    before_fit = before.fit if before is not None and before.model_id == model.id else None
+    state = _lock(session, lead_id, model, document, now=now)
+    _save(session, state, now=now)
+    if (before_fit is not None and state.tally.fit > before_fit
+            and _qualifies(state, document, now=now)):
+        return _recycle(session, state, model, document, event_id=None, now=now)
+    return False
+
+
+def rescore_batch(session: Session, model_id: int, *, now: datetime) -> bool:
+    """Re-score the next leads (by id) under the model after its activation, recording the
+    progress on the model; False when every lead is done (or the model is no longer active)."""
+    model = session.execute(
+        select(ScoringModel).where(ScoringModel.id == model_id).with_for_update()
+    ).scalar_one_or_none()
+    if (model is None or model.status != ScoringModelStatus.ACTIVE
+            or model.rescore_finished_at is not None):
+        return False
+    if model.rescore_total is None:
+        model.rescore_total = session.execute(select(func.count()).select_from(Lead)).scalar_one()
+    lead_ids = session.execute(
+        select(Lead.id).where(Lead.id > (model.rescore_after_lead_id or 0))
+        .order_by(Lead.id).limit(RESCORE_BATCH)
+    ).scalars().all()
+    if not lead_ids:
+        model.rescore_finished_at = now
+        model.rescore_total = max(model.rescore_total, model.rescore_done)
+        session.flush()
+        return False
+    document = document_of(model)
+    for lead_id in lead_ids:
+        state = _lock(session, lead_id, model, document, now=now)
+        _save(session, state, now=now)
+    model.rescore_done += len(lead_ids)
+    model.rescore_after_lead_id = lead_ids[-1]
+    session.flush()
+    return True
+
+
+def unfinished_rescores(session: Session) -> list[int]:
+    """The active model, if its re-score of every lead has not finished (for a sweep)."""
+    return list(session.execute(
+        select(ScoringModel.id).where(ScoringModel.status == ScoringModelStatus.ACTIVE,
+                                      ScoringModel.rescore_finished_at.is_(None))
+    ).scalars())
+
+
+def lead_score(session: Session, lead: Lead, *, now: datetime) -> dict[str, Any]:
+    """The lead's score as the API shows it, decayed to `now` (read only)."""
+    row = session.get(LeadScore, lead.id)
+    model = (session.get(ScoringModel, row.model_id) if row is not None and row.model_id
+             else active_model(session))
+    if model is None:
+        return {"total": 0, "fit": 0, "engagement": 0, "model_version": None, "explanation": []}
+    document = document_of(model)
+    tally = Tally(half_life_s=half_life_s(document))
+    if row is not None and row.model_id == model.id:
+        tally.fit, tally.decayed, tally.decayed_at, tally.steady = (
+            row.fit, row.decayed, row.decayed_at, row.steady)
+        for r in session.execute(
+            select(LeadScoreRule).where(LeadScoreRule.lead_id == lead.id)
+        ).scalars():
+            tally.parts[r.rule] = Part(kind=r.kind, decays=r.decays, value=r.value,
+                                       ref_at=r.ref_at, last_at=r.last_at)
+    else:  # never scored: its fit as the active model sees it
+        tally.set_fit(fit_points(document, lead_facts(lead)), lead.updated_at)
+    return score_of(tally, model, now=now)
+
+
+def unscored_ranges(session: Session, *, received_before: datetime, limit: int = 20,
+                    size: int = 1000) -> list[tuple[int, int]]:
+    """Id ranges of events stored before `received_before` and not scored (for a sweep)."""
+    ids = session.execute(
+        select(EngagementEvent.id)
+        .where(EngagementEvent.scored_at.is_(None),
+               EngagementEvent.received_at < received_before)
+        .order_by(EngagementEvent.id)
+        .limit(limit * size)
+    ).scalars().all()
+    return [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+
+
+def ledger_of(session: Session, lead_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The lead's newest ledger entries (for operators and tests)."""
+    rows = session.execute(
+        select(ScoreLedgerEntry, ScoringModel.version)
+        .join(ScoringModel, ScoringModel.id == ScoreLedgerEntry.model_id)
+        .where(ScoreLedgerEntry.lead_id == lead_id)
+        .order_by(ScoreLedgerEntry.id.desc()).limit(limit)
+    ).all()
+    return [{"rule": e.rule, "points": e.points, "event_id": e.event_id,
+             "model_version": version, "occurred_at": _iso(e.occurred_at),
+             "recorded_at": _iso(e.recorded_at)} for e, version in rows]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
