@@ -33,6 +33,8 @@ from campaigns.dispatch import claim_due
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engagement.handling import unhandled_ranges
+from nurture.handoffs.delivery import due_notifications
+from nurture.handoffs.services import due_timers
 from workers.queues import enqueue
 
 log = logging.getLogger(__name__)
@@ -129,10 +131,30 @@ def hand_on_unhandled_events(tick: Tick) -> None:
         log.info("re-enqueued %d range(s) of unhandled engagement events", len(ranges))
 
 
+def dispatch_notifications(tick: Tick) -> None:
+    """Enqueue the handoff notifications whose next try is due (first tries Redis lost,
+    retries after a failure): one job per (notification, attempt); the job claims the row."""
+    with tick.database.session_scope() as session:
+        due = due_notifications(session, now=tick.now)
+    for notification_id, attempts in due:
+        enqueue(tick.redis, "deliver_notification", notification_id,
+                key=(notification_id, attempts))
+
+
+def dispatch_sla_timers(tick: Tick) -> None:
+    """Enqueue an escalation for each open handoff whose SLA timer is due."""
+    with tick.database.session_scope() as session:
+        due = due_timers(session, now=tick.now)
+    for handoff_id in due:
+        enqueue(tick.redis, "escalate_handoff", handoff_id)
+
+
 PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("heartbeat", timedelta(0), record_heartbeat),
     PeriodicTask("due_steps", timedelta(0), dispatch_due_steps),
     PeriodicTask("unhandled_events", timedelta(minutes=1), hand_on_unhandled_events),
+    PeriodicTask("notifications", timedelta(0), dispatch_notifications),
+    PeriodicTask("sla_timers", timedelta(0), dispatch_sla_timers),
 )
 """The dispatcher's work, as data. Due drip steps, SLA timers and retries get their rows here."""
 

@@ -1,0 +1,68 @@
+"""Handoff jobs: deliver a notification, fire an SLA timer; and enqueueing after a commit.
+
+Jobs are thin: open what they need, call one service. `enqueue_notifications` is what a
+transaction that made notifications (a recycle, an escalation) calls once it has committed;
+if Redis does not take the jobs, the dispatcher's sweep finds the rows (the database is the
+truth).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import get_current_job
+
+from nurture.clock import utcnow
+from nurture.config import load_settings
+from nurture.handoffs.delivery import Channels, deliver
+from nurture.handoffs.notifications import new_notifications
+from nurture.handoffs.policy import RecyclePolicy
+from nurture.handoffs.services import escalate
+from workers.connection import redis_connection
+from workers.jobs import process_database
+from workers.queues import enqueue
+
+log = logging.getLogger(__name__)
+
+
+def enqueue_notifications(connection: Redis | None, notification_ids: Iterable[int]) -> int:
+    """Enqueue the first delivery of each notification (after the commit that made them).
+    Never raises for Redis: the dispatcher's sweep delivers what is not enqueued here."""
+    ids = list(notification_ids)
+    if connection is None or not ids:
+        return 0
+    try:
+        for notification_id in ids:
+            enqueue(connection, "deliver_notification", notification_id, key=(notification_id, 0))
+    except RedisError:
+        log.warning("notifications %s stored but not enqueued; the sweep will deliver them",
+                    ids, exc_info=True)
+        return 0
+    return len(ids)
+
+
+def deliver_notification(notification_id: int) -> str:
+    """Try the notification once if it is due: the CRM webhook or the rep's email."""
+    settings = load_settings()
+    database = process_database(settings.database_url)
+    return deliver(database, notification_id, Channels.from_settings(settings), clock=utcnow)
+
+
+def escalate_handoff(handoff_id: int) -> str | None:
+    """The handoff's SLA timer is due: remind the rep, or reassign after a second window."""
+    settings = load_settings()
+    with process_database(settings.database_url).session_scope() as session:
+        done = escalate(session, handoff_id, now=utcnow(), policy=RecyclePolicy(sla=settings.sla))
+        made = new_notifications(session)
+    enqueue_notifications(_connection(settings.redis_url), made)
+    return done
+
+
+def _connection(url: str | None) -> Redis | None:
+    job = get_current_job()
+    if job is not None:
+        return job.connection
+    return redis_connection(url) if url else None
