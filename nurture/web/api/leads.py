@@ -15,6 +15,7 @@ from nurture.handoffs.services import lead_handoffs
 from nurture.leads import services
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.models import Lead, Role
+from nurture.scoring.rescoring import lead_score, refresh_fit
 from nurture.web import db_session
 from nurture.web.api import bp, json_body, requires
 from nurture.web.problems import ProblemError
@@ -23,8 +24,9 @@ READERS = (Role.ADMIN, Role.MARKETER, Role.SALES_APPROVER)
 
 
 def lead_document(session: Session, lead: Lead, *, new: bool = False) -> dict[str, Any]:
-    """The lead with the parts services above `nurture.leads` own (its handoffs)."""
+    """The lead with the parts services above `nurture.leads` own (its score, its handoffs)."""
     document = services.lead_document(session, lead, new=new)
+    document["score"] = lead_score(session, lead, now=utcnow())
     document["handoffs"] = [] if new else [
         handoff_document(h) for h in lead_handoffs(session, lead.id)]
     return document
@@ -35,7 +37,9 @@ def lead_document(session: Session, lead: Lead, *, new: bool = False) -> dict[st
 def create_lead() -> Any:
     body = json_body(LeadIn)
     session = db_session()
-    lead, created = services.upsert_lead(session, body.email, body.fields(), now=utcnow())
+    now = utcnow()
+    lead, created = services.upsert_lead(session, body.email, body.fields(), now=now)
+    refresh_fit(session, lead.id, now=now)  # a profile change re-evaluates fit
     document = lead_document(session, lead, new=created)
     session.commit()
     return document, 201 if created else 200
@@ -52,6 +56,7 @@ def create_rejection() -> Any:
         revisit_on=body.revisit_on, crm_id=body.crm_id, rejected_at=body.rejected_at,
         now=utcnow(),
     )
+    refresh_fit(session, intake.lead_id, now=utcnow())  # the CRM may have sent a new profile
     document = {
         "rejection": services.rejection_document(intake.rejection),
         "lead": lead_document(session, services.get_lead(session, intake.lead_id)),
