@@ -16,7 +16,9 @@ from nurture.clock import utcnow
 from nurture.config import load_settings, with_secret_key
 from nurture.db import Database
 from nurture.engagement.handling import handle_events
+from nurture.handoffs.notifications import new_notifications
 from nurture.scoring import backtest, rescoring
+from workers import notifying
 
 _DATABASES: dict[tuple[int, str], Database] = {}
 
@@ -49,7 +51,9 @@ def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
             now = utcnow()
             handled = handle_events(session, first_id, last_id, now=now)
             rescoring.score_events(session, first_id, last_id, now=now)  # the scoring hook
-            return asdict(handled)
+            made = new_notifications(session)
+        notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
+        return asdict(handled)
     finally:
         database.dispose()
 
@@ -58,7 +62,10 @@ def score_events(first_id: int, last_id: int) -> dict[str, int]:
     """Score the stored events with ids in [first_id, last_id] not scored yet (a sweep's job)."""
     database = process_database(load_settings().database_url)
     with database.session_scope() as session:
-        return asdict(rescoring.score_events(session, first_id, last_id, now=utcnow()))
+        scored = rescoring.score_events(session, first_id, last_id, now=utcnow())
+        made = new_notifications(session)
+    notifying.announce(made)
+    return asdict(scored)
 
 
 def rescore_leads(model_id: int) -> dict[str, int]:

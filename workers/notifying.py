@@ -21,8 +21,8 @@ from nurture.handoffs.delivery import Channels, deliver
 from nurture.handoffs.notifications import new_notifications
 from nurture.handoffs.policy import RecyclePolicy
 from nurture.handoffs.services import escalate
+from workers import jobs
 from workers.connection import redis_connection
-from workers.jobs import process_database
 from workers.queues import enqueue
 
 log = logging.getLogger(__name__)
@@ -47,18 +47,25 @@ def enqueue_notifications(connection: Redis | None, notification_ids: Iterable[i
 def deliver_notification(notification_id: int) -> str:
     """Try the notification once if it is due: the CRM webhook or the rep's email."""
     settings = load_settings()
-    database = process_database(settings.database_url)
+    database = jobs.process_database(settings.database_url)
     return deliver(database, notification_id, Channels.from_settings(settings), clock=utcnow)
 
 
 def escalate_handoff(handoff_id: int) -> str | None:
     """The handoff's SLA timer is due: remind the rep, or reassign after a second window."""
     settings = load_settings()
-    with process_database(settings.database_url).session_scope() as session:
+    with jobs.process_database(settings.database_url).session_scope() as session:
         done = escalate(session, handoff_id, now=utcnow(), policy=RecyclePolicy(sla=settings.sla))
         made = new_notifications(session)
-    enqueue_notifications(_connection(settings.redis_url), made)
+    announce(made)
     return done
+
+
+def announce(notification_ids: list[int]) -> int:
+    """From inside a job, after its commit: enqueue the notifications it made."""
+    if not notification_ids:
+        return 0
+    return enqueue_notifications(_connection(load_settings().redis_url), notification_ids)
 
 
 def _connection(url: str | None) -> Redis | None:
