@@ -217,13 +217,13 @@ def _messages(session: Session, events: list[IncomingEvent]) -> dict[Any, _Messa
     clicks = any(e.type is EventType.CLICK for e in events)
     links = cast(Message.links, Text) if clicks else null()
     found: dict[Any, _Message] = {}
-    for row in session.connection().execute(
+    for id_, name, lead_id, to_address, sent_at, links_json in session.connection().execute(
         select(Message.id, Message.message_id, Message.lead_id, Message.to_address,
                Message.sent_at, links.label("links")).where(or_(*conditions))
     ):
-        message = _Message(row.id, row.lead_id, row.to_address, row.sent_at, row.links)
-        found[("id", row.id)] = message
-        found[("name", row.message_id)] = message
+        message = _Message(id_, lead_id, to_address, sent_at, links_json)
+        found[("id", id_)] = message
+        found[("name", name)] = message
     return found
 
 
