@@ -7,9 +7,11 @@ email certainly did not go (safe to try again later); `SendUnknown` means it may
 
 from __future__ import annotations
 
+import io
 import os
 import smtplib
 import ssl
+from email.generator import BytesGenerator
 from email.message import Message
 from pathlib import Path
 from typing import Protocol
@@ -92,7 +94,12 @@ class SmtpMessenger:
     def send(self, message: Message) -> None:
         connection = self._connect()
         try:
-            refused = connection.send_message(message)
+            envelope_to = getattr(message, "envelope_to", None)
+            if envelope_to is None:
+                refused = connection.send_message(message)
+            else:  # an OutgoingEmail: its envelope is known, its headers need no parsing
+                refused = connection.sendmail(message.envelope_from,  # type: ignore[attr-defined]
+                                              [envelope_to], _smtp_bytes(message))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise SendRefused(f"recipient refused: {exc.recipients}",
@@ -124,6 +131,13 @@ class SmtpMessenger:
             connection.quit()
         except (OSError, smtplib.SMTPException):
             connection.close()
+
+
+def _smtp_bytes(message: Message) -> bytes:
+    """The message as SMTP carries it: CRLF line ends (smtplib adds the dot-stuffing)."""
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, policy=message.policy.clone(linesep="\r\n")).flatten(message)
+    return buffer.getvalue()
 
 
 def messenger_for(smtp_url: str | None, outbox: Path) -> Messenger:
