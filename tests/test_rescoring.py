@@ -316,3 +316,20 @@ def test_roles_of_the_api_tokens_for_reading_a_score(client, make_token):
     response = client.get("/api/v1/leads/1",
                           headers={"Authorization": f"Bearer {make_token(Role.REP)}"})
     assert response.status_code == 403
+
+
+def test_the_dispatcher_enqueues_unscored_events_and_an_unfinished_rescore(app, db):
+    from rq.job import Job
+
+    from workers.dispatcher import Tick, score_unscored_events
+
+    with db.session_scope() as session:
+        model = install(session)
+        lead = make_lead(session)
+        stored = store_events(session, [ev(lead, EventType.OPEN)], now=NOW)
+        handle_events(session, *stored.id_range, now=NOW)  # as tracking does, in the request
+    connection = app.extensions["nurture.redis"]
+    score_unscored_events(Tick(connection, db, "test", NOW + timedelta(minutes=1)))
+    first, last = stored.id_range
+    assert Job.fetch(f"score_events-{first}-{last}", connection=connection).args == (first, last)
+    assert Job.fetch(f"rescore_leads-{model.id}", connection=connection).args == (model.id,)

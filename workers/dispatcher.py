@@ -35,6 +35,7 @@ from nurture.db import Database
 from nurture.engagement.handling import unhandled_ranges
 from nurture.handoffs.delivery import due_notifications
 from nurture.handoffs.services import due_timers
+from nurture.scoring.rescoring import unfinished_rescores, unscored_ranges
 from workers.queues import enqueue
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,9 @@ def dispatch_due_steps(tick: Tick) -> None:
                  -(-len(ids) // SEND_BATCH))
 
 
+UNSCORED_GRACE = timedelta(seconds=5)
+"""Stored events not scored after this long are enqueued for scoring (tracking's in a tick)."""
+
 UNHANDLED_GRACE = timedelta(minutes=1)
 """Stored events not handed on after this long are taken as lost by Redis and enqueued again."""
 
@@ -129,6 +133,18 @@ def hand_on_unhandled_events(tick: Tick) -> None:
         enqueue(tick.redis, "handle_engagement", first, last)
     if ranges:
         log.info("re-enqueued %d range(s) of unhandled engagement events", len(ranges))
+
+
+def score_unscored_events(tick: Tick) -> None:
+    """Enqueue scoring of the events handed on but not scored (tracking opens and clicks are
+    handed on in their request), and resume a re-score an activation left unfinished."""
+    with tick.database.session_scope() as session:
+        ranges = unscored_ranges(session, received_before=tick.now - UNSCORED_GRACE)
+        rescores = unfinished_rescores(session)
+    for first, last in ranges:
+        enqueue(tick.redis, "score_events", first, last)
+    for model_id in rescores:
+        enqueue(tick.redis, "rescore_leads", model_id)
 
 
 def dispatch_notifications(tick: Tick) -> None:
@@ -153,6 +169,7 @@ PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("heartbeat", timedelta(0), record_heartbeat),
     PeriodicTask("due_steps", timedelta(0), dispatch_due_steps),
     PeriodicTask("unhandled_events", timedelta(minutes=1), hand_on_unhandled_events),
+    PeriodicTask("unscored_events", timedelta(seconds=10), score_unscored_events),
     PeriodicTask("notifications", timedelta(0), dispatch_notifications),
     PeriodicTask("sla_timers", timedelta(0), dispatch_sla_timers),
 )

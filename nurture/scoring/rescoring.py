@@ -370,10 +370,12 @@ def lead_score(session: Session, lead: Lead, *, now: datetime) -> dict[str, Any]
 
 def unscored_ranges(session: Session, *, received_before: datetime, limit: int = 20,
                     size: int = 1000) -> list[tuple[int, int]]:
-    """Id ranges of events stored before `received_before` and not scored (for a sweep)."""
+    """Id ranges of events handed on before `received_before` but not scored (a sweep's):
+    tracking opens and clicks are handed on in their request, and a lost job's events. Events
+    not handed on yet are left to the engagement sweep, whose job scores them too."""
     ids = session.execute(
         select(EngagementEvent.id)
-        .where(EngagementEvent.scored_at.is_(None),
+        .where(EngagementEvent.scored_at.is_(None), EngagementEvent.handled_at.is_not(None),
                EngagementEvent.received_at < received_before)
         .order_by(EngagementEvent.id)
         .limit(limit * size)
