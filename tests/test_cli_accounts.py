@@ -59,3 +59,19 @@ def test_tokens_create_prints_the_token_once_and_stores_only_its_hash(runner, db
 def test_tokens_revoke_unknown_is_an_error(runner):
     result = runner.invoke(args=["tokens", "revoke", "42"])
     assert result.exit_code == 1 and "no token" in result.output
+
+
+def test_a_token_for_a_user_acts_as_that_user(runner, db, client):
+    assert runner.invoke(args=["users", "create", "--email", "Rep@Example.com", "--role", "rep",
+                               "--password", "correct horse battery"]).exit_code == 0
+    result = runner.invoke(args=["tokens", "create", "--name", "rita", "--user",
+                                 "rep@example.com"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip().splitlines()[0]
+    with db.session_scope() as session:
+        record = session.execute(select(ApiToken).where(ApiToken.name == "rita")).scalar_one()
+        assert record.role == "rep" and record.user_id is not None
+    inbox = client.get("/api/v1/handoffs", headers={"Authorization": f"Bearer {token}"})
+    assert (inbox.status_code, inbox.json) == (200, {"handoffs": []})
+    missing = runner.invoke(args=["tokens", "create", "--name", "x", "--user", "no@example.com"])
+    assert missing.exit_code != 0 and "no active user" in missing.output

@@ -71,6 +71,18 @@ def create_user(
     return user
 
 
+def find_user(session: Session, email: str) -> User:
+    """The active user with this email; InvalidInput if there is none."""
+    try:
+        email = normalize_email(email)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    user = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    if user is None or not user.is_active:
+        raise InvalidInput(f"no active user with email {email}")
+    return user
+
+
 def check_password(session: Session, email: str, password: str) -> User | None:
     """The active user with this email and password, else None."""
     try:

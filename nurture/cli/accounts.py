@@ -58,12 +58,20 @@ def tokens() -> None:
 @click.option("--name", required=True, help="What the token is for, e.g. 'salesforce'.")
 @click.option("--role", default=Role.ADMIN.value, show_default=True, type=ROLE_CHOICE,
               help="What the token may do.")
+@click.option("--user", "user_email", default=None,
+              help="The user the token acts as, with the user's role (a rep's token sees and "
+                   "answers only that rep's handoffs).")
 @with_appcontext
-def create_token(name: str, role: str) -> None:
+def create_token(name: str, role: str, user_email: str | None) -> None:
     """Print a new API token once on stdout (only its hash is kept)."""
     try:
         with _db().session_scope() as session:
-            record, token = services.create_token(session, name, Role(role), now=utcnow())
+            user_id = None
+            if user_email is not None:
+                user = services.find_user(session, user_email)
+                user_id, role = user.id, user.role.value
+            record, token = services.create_token(session, name, Role(role), user_id=user_id,
+                                                  now=utcnow())
             token_id = record.id
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
