@@ -333,3 +333,60 @@ def test_the_dispatcher_enqueues_unscored_events_and_an_unfinished_rescore(app, 
     first, last = stored.id_range
     assert Job.fetch(f"score_events-{first}-{last}", connection=connection).args == (first, last)
     assert Job.fetch(f"rescore_leads-{model.id}", connection=connection).args == (model.id,)
+
+
+def _rep(session, email="rep@example.com"):
+    from nurture.models import User
+
+    session.add(User(email=email, role=Role.REP, created_at=NOW - 100 * DAY, is_active=True))
+    session.flush()
+
+
+def test_crossing_the_thresholds_hands_the_lead_to_sales_with_the_score(db):
+    from nurture.models import Handoff
+
+    with db.session_scope() as session:
+        model = install(session)
+        lead = make_lead(session)
+        _rep(session)
+    # fit 20 + pricing 10 + webinar 15 = 45: under the total of 50
+    store_and_score(db, [ev(lead, url="https://x.example/pricing"),
+                         ev(lead, EventType.WEBINAR_ATTENDED)])
+    with db.session_scope() as session:
+        assert session.execute(select(func.count()).select_from(Handoff)).scalar() == 0
+    later = NOW + timedelta(minutes=5)
+    result = store_and_score(db, [ev(lead, EventType.WEBINAR_ATTENDED, at=later)], now=later)
+    assert (result.qualified, result.recycled) == (1, 1)
+    with db.session_scope() as session:
+        handoff = session.execute(select(Handoff)).scalar_one()
+        qualifying = session.execute(
+            select(EngagementEvent.id).order_by(EngagementEvent.id.desc()).limit(1)).scalar()
+        assert (handoff.lead_id, handoff.model_version_id, handoff.qualifying_event_id) == (
+            lead, model.id, qualifying)
+        assert handoff.rep_email == "rep@example.com"
+        assert handoff.score["total"] == pytest.approx(60, abs=0.01)
+        assert handoff.score["model_version"] == model.version
+        assert [i["rule"] for i in handoff.score["explanation"]] == ["webinar", "senior",
+                                                                     "pricing"]
+        assert session.get(LeadScore, lead).qualified_at == later
+        assert session.get(Lead, lead).lifecycle_stage == LifecycleStage.RECYCLED_TO_SALES
+
+
+def test_a_flood_that_crosses_the_thresholds_makes_one_handoff(db):
+    from nurture.models import Handoff
+
+    with db.session_scope() as session:
+        install(session)
+        lead = make_lead(session)
+        _rep(session)
+    flood = [ev(lead, EventType.WEBINAR_ATTENDED if i % 2 else EventType.CLICK,
+                url="https://x.example/pricing", at=NOW + timedelta(milliseconds=6 * i))
+             for i in range(10_000)]
+    recycled = 0
+    for start in range(0, len(flood), 1000):
+        recycled += store_and_score(db, flood[start:start + 1000],
+                                    now=NOW + timedelta(seconds=1)).recycled
+    assert recycled == 1
+    with db.session_scope() as session:
+        assert session.execute(select(func.count()).select_from(Handoff)).scalar() == 1
+    assert sum(r.points for r in ledger(db, lead) if r.rule == "pricing") == 20

@@ -61,7 +61,7 @@ EVENT_COLUMNS = (
     EngagementEvent.id, EngagementEvent.lead_id, EngagementEvent.type,
     EngagementEvent.occurred_at, EngagementEvent.is_machine, EngagementEvent.url,
     EngagementEvent.collateral_version_id, EngagementEvent.source,
-    EngagementEvent.bounce_class, EngagementEvent.properties,
+    EngagementEvent.bounce_class, EngagementEvent.properties, EngagementEvent.received_at,
 )
 
 
@@ -81,6 +81,7 @@ def event_facts(session: Session, rows: Iterable[Any]) -> list[EventFacts]:
             is_machine=bool(r.is_machine), url=r.url,
             collateral=keys.get(r.collateral_version_id) if r.collateral_version_id else None,
             source=r.source, bounce_class=r.bounce_class, properties=r.properties or {},
+            received_at=r.received_at,
         )
         for r in rows
     ]
@@ -166,9 +167,9 @@ def _rebuild(session: Session, row: LeadScore, lead: Lead, model: ScoringModel,
 
 
 def _apply(state: _Lead, model: ScoringModel, document: ScoringDocument,
-           events: Iterable[EventFacts], caps: CapBook, *, now: datetime) -> int | None:
+           events: Iterable[EventFacts], caps: CapBook, *, now: datetime) -> EventFacts | None:
     """Score the events; returns the last event that raised the score (None: none did)."""
-    raised: int | None = None
+    raised: EventFacts | None = None
     for event in events:
         for rule, kind in matching_rules(document, event):
             points = caps.allow(rule, event.occurred_at)
@@ -179,7 +180,7 @@ def _apply(state: _Lead, model: ScoringModel, document: ScoringDocument,
                                  "rule": rule.rule, "points": points, "event_id": event.id,
                                  "occurred_at": event.occurred_at, "recorded_at": now})
             if points > 0:
-                raised = event.id
+                raised = event
     return raised
 
 
@@ -226,13 +227,16 @@ def _qualifies(state: _Lead, document: ScoringDocument, *, now: datetime) -> boo
 
 
 def _recycle(session: Session, state: _Lead, model: ScoringModel, document: ScoringDocument,
-             *, event_id: int | None, now: datetime) -> bool:
+             *, event: EventFacts | None, now: datetime) -> bool:
     """The lead crossed the thresholds: hand it to `nurture.handoffs` (which decides whether it
-    may go to sales now). True if a handoff was made."""
-    state.row.qualified_at = now
+    may go to sales now). True if a handoff was made. The lead qualified when the event that
+    raised its score was stored (what the handoff's latency is measured from)."""
+    qualified_at = min(now, event.received_at) if event and event.received_at else now
+    state.row.qualified_at = qualified_at
     handoff = recycle(
         session, state.lead.id, score=score_of(state.tally, model, now=now),
-        model_version_id=model.id, qualifying_event_id=event_id, qualified_at=now, now=now,
+        model_version_id=model.id, qualifying_event_id=event.id if event else None,
+        qualified_at=qualified_at, now=now,
     )
     return handoff is not None
 
@@ -282,7 +286,7 @@ def score_events(session: Session, first_id: int, last_id: int, *, now: datetime
             _save(session, state, now=now)
             if raised is not None and _qualifies(state, document, now=now):
                 qualified += 1
-                recycled += _recycle(session, state, model, document, event_id=raised, now=now)
+                recycled += _recycle(session, state, model, document, event=raised, now=now)
     session.execute(
         update(EngagementEvent)
         .where(one_of(session, EngagementEvent.id, [r.id for r in rows]))
@@ -304,7 +308,7 @@ def refresh_fit(session: Session, lead_id: int, *, now: datetime) -> bool:
     _save(session, state, now=now)
     if (before_fit is not None and state.tally.fit > before_fit
             and _qualifies(state, document, now=now)):
-        return _recycle(session, state, model, document, event_id=None, now=now)
+        return _recycle(session, state, model, document, event=None, now=now)
     return False
 
 

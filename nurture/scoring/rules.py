@@ -32,6 +32,7 @@ class EventFacts:
     source: str | None = None
     bounce_class: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+    received_at: datetime | None = None
 
     def get(self, name: str) -> Any:
         if name.startswith("properties."):
