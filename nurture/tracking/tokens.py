@@ -6,7 +6,7 @@ one recorded on the message at send time, so a forged or altered token can never
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -20,9 +20,16 @@ MAX_TOKEN_LENGTH = 200
 @dataclass(frozen=True)
 class Signer:
     secret_key: str
+    _serializers: dict[str, URLSafeSerializer] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
-        return URLSafeSerializer(self.secret_key, salt=SALTS[purpose])
+        """One per purpose, made once: sending signs several tokens for every email."""
+        serializer = self._serializers.get(purpose)
+        if serializer is None:
+            serializer = self._serializers[purpose] = URLSafeSerializer(
+                self.secret_key, salt=SALTS[purpose])
+        return serializer
 
     def open_token(self, message_id: int) -> str:
         return self._serializer("open").dumps(message_id)
