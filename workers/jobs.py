@@ -82,6 +82,12 @@ def rescore_leads(model_id: int) -> dict[str, int]:
 def run_backtest(backtest_id: int) -> dict[str, int]:
     """Run a requested backtest of a scoring model over stored history."""
     database = process_database(load_settings().database_url)
-    with database.session_scope() as session:
-        done = backtest.run_backtest(session, backtest_id, now=utcnow())
-        return {"events": int((done.result or {}).get("events", 0))}
+    try:
+        with database.session_scope() as session:
+            done = backtest.run_backtest(session, backtest_id, now=utcnow())
+            return {"events": int((done.result or {}).get("events", 0))}
+    except Exception as exc:
+        with database.session_scope() as session:
+            backtest.fail_backtest(session, backtest_id, f"{type(exc).__name__}: {exc}",
+                                   now=utcnow())
+        raise

@@ -99,6 +99,15 @@ def run_backtest(session: Session, backtest_id: int, *, now: datetime) -> Backte
     return backtest
 
 
+def fail_backtest(session: Session, backtest_id: int, error: str, *, now: datetime) -> None:
+    """Record why a backtest could not finish (its job failed)."""
+    backtest = get_backtest(session, backtest_id)
+    backtest.status = BacktestStatus.FAILED
+    backtest.error = error[:1000]
+    backtest.finished_at = now
+    session.flush()
+
+
 class _Run:
     """One model's pass over the history."""
 
