@@ -213,6 +213,7 @@ def test_up_runs_everything_on_sqlite_and_embedded_redis_and_stops_on_sigterm(nu
     status, created = replay_printed_curl(up.stdout)
     assert status == 201, created
     assert created["email"] == "ada@example.com"
+    assert created["score"]["model_version"] == 1  # a fresh installation scores by the default
     children = up.descendants()
     roles = by_role(children)
     assert set(roles) == {"serve", "worker", "dispatcher", "redis-server"}, roles

@@ -35,6 +35,7 @@ from nurture.db import Database
 from nurture.embedded_redis import EmbeddedRedis, die_with_parent
 from nurture.migrate import upgrade_database
 from nurture.models import ApiToken, Role, User
+from nurture.scoring.lifecycle import ensure_default_model
 from workers.connection import redis_connection
 from workers.dispatcher import TICK_INTERVAL_S, Dispatcher, StopFlag
 from workers.worker import run_worker
@@ -374,10 +375,12 @@ def _migrate(settings: Settings) -> None:
 
 
 def _first_token(database_url: str) -> str | None:
-    """On an empty database (no user, no token), create the first API token and return it."""
+    """On an empty database (no user, no token), create the first API token and return it;
+    with no scoring model yet, the default one is installed, active (docs/SCORING.md)."""
     database = Database(database_url)
     try:
         with database.session_scope() as session:
+            ensure_default_model(session, now=utcnow())
             for model in (User, ApiToken):
                 if session.execute(select(model.id).limit(1)).first() is not None:
                     return None
