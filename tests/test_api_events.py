@@ -48,6 +48,14 @@ def test_every_client_type_is_stored_on_its_lead_and_a_retry_changes_nothing(api
     assert api.get(f"/api/v1/leads/{ada}").status_code == 200
 
 
+def test_any_offset_is_stored_as_its_instant(api, db):
+    lead_id(api)
+    answer = api.post("/api/v1/events", json={"events": [one(occurred_at="2000-01-01T00:00:00+16:00")]})
+    assert answer.status_code == 202, answer.json
+    (row,) = stored(db)
+    assert row.occurred_at.isoformat() == "1999-12-31T08:00:00+00:00"
+
+
 def test_an_unknown_email_is_stored_unmatched_with_its_address(api, db):
     answer = api.post("/api/v1/events", json={"events": [one(email="Nobody@Example.com")]})
     assert (answer.status_code, answer.json) == (202, {"accepted": 1, "duplicates": 0})
@@ -81,6 +89,8 @@ def test_bad_input_is_refused_whole_and_stores_nothing(api, db, client, make_tok
                       "events[1].occurred_at"),
         "far future": (dict(json={"events": [good, one(occurred_at="2999-01-01T00:00:00Z")]}),
                        422, "events[1].occurred_at"),
+        "out of range in UTC": (dict(json={"events": [good, one(
+            occurred_at="0001-01-01T00:00:00+16:00")]}), 422, "events[1].occurred_at"),
         "bad email": (dict(json={"events": [good, one(email="not-an-address")]}), 422,
                       "events[1].email"),
         "unknown lead": (dict(json={"events": [good, {"id": "x", "lead_id": 999999,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -410,8 +410,9 @@ def _suppress(
 def _json_rows(rows: list[dict[str, Any]]) -> str:
     """The rows as one JSON array of objects, values as PostgreSQL reads them back."""
     return json.dumps([
-        row | {"type": row["type"].value, "occurred_at": row["occurred_at"].isoformat(),
-               "received_at": row["received_at"].isoformat()}
+        row | {"type": row["type"].value,
+               "occurred_at": row["occurred_at"].astimezone(UTC).isoformat(),
+               "received_at": row["received_at"].astimezone(UTC).isoformat()}
         for row in rows
     ], separators=(",", ":"))
 

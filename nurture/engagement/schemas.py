@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -39,6 +40,14 @@ EventId = Annotated[
 ]
 
 
+def _in_utc(value: datetime) -> datetime:
+    """The time in UTC (PostgreSQL keeps offsets within ±15:59; the offset is not kept)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once in UTC") from None
+
+
 def _check_properties(value: dict[str, Any]) -> dict[str, Any]:
     forbid_nul_in_json(value)
     return value
@@ -53,7 +62,7 @@ class EventIn(BaseModel):
     email: Email | None = None
     lead_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     type: ClientEventType
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_in_utc)]
     properties: Annotated[dict[str, Any], AfterValidator(_check_properties)] = Field(
         default_factory=dict
     )
