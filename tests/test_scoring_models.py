@@ -198,3 +198,42 @@ def test_cli_imports_approves_activates_and_exports(runner, tmp_path, db):
     assert "thresholds.total" in refused.output
     with db.session_scope() as session:
         assert session.query(ScoringModel).count() == 1
+
+
+def test_answers_match_the_openapi_document(tokens, client):
+    from jsonschema import Draft202012Validator
+
+    document = client.get("/api/v1/openapi.json").json
+
+    def check(path, method, response):
+        responses = document["paths"][path][method]["responses"]
+        assert str(response.status_code) in responses, (path, response.status_code)
+        schema = responses[str(response.status_code)]["content"][response.mimetype]["schema"]
+        validator = Draft202012Validator({**schema, "components": document["components"]})
+        assert not [e.message for e in validator.iter_errors(response.json)]
+
+    created = create(tokens["marketer"])
+    model_id = created.json["id"]
+    check("/scoring/models", "post", created)
+    check("/scoring/models", "post", create(tokens["marketer"], {"name": "x"}))
+    check("/scoring/models", "get", tokens["admin"].get("/api/v1/scoring/models"))
+    check("/scoring/models/{model_id}", "get",
+          tokens["admin"].get(f"/api/v1/scoring/models/{model_id}"))
+    check("/scoring/models/{model_id}/activate", "post",
+          tokens["admin"].post(f"/api/v1/scoring/models/{model_id}/activate"))
+    for role in ("marketer", "sales"):
+        check("/scoring/models/{model_id}/approve", "post",
+              tokens[role].post(f"/api/v1/scoring/models/{model_id}/approve"))
+    check("/scoring/models/{model_id}/activate", "post",
+          tokens["admin"].post(f"/api/v1/scoring/models/{model_id}/activate"))
+    check("/scoring/models/{model_id}/withdraw", "post",
+          tokens["sales"].post(f"/api/v1/scoring/models/{model_id}/withdraw"))
+    queued = tokens["admin"].post(f"/api/v1/scoring/models/{model_id}/backtests", json={})
+    check("/scoring/models/{model_id}/backtests", "post", queued)
+    check("/scoring/backtests/{backtest_id}", "get",
+          tokens["admin"].get(f"/api/v1/scoring/backtests/{queued.json['id']}"))
+    check("/scoring/models/{model_id}/retire", "post",
+          tokens["admin"].post(f"/api/v1/scoring/models/{model_id}/retire"))
+    lead = tokens["admin"].post("/api/v1/leads", json={"email": "vp@example.com",
+                                                       "title": "VP Sales"})
+    assert lead.json["score"]["model_version"] is None  # retired: no model is active
