@@ -32,6 +32,7 @@ from nurture.models import (
     ScoringModel,
     ScoringModelStatus,
 )
+from nurture.scoring import bulk
 from nurture.scoring.document import ScoringDocument
 from nurture.scoring.lifecycle import active_model, document_of
 from nurture.scoring.rules import EventFacts, fit_points, lead_facts, matching_rules
@@ -40,7 +41,11 @@ from nurture.scoring.tally import CapBook, Part, Tally, UsageLoader
 DAY_S = 86_400.0
 
 RESCORE_BATCH = 500
-"""Leads re-scored per transaction after an activation (short transactions: ingest goes on)."""
+"""Leads re-scored per transaction after an activation, lead by lead (short transactions:
+ingest goes on)."""
+
+BULK_RESCORE_BATCH = 20_000
+"""Leads re-scored per transaction by the set-based path (PostgreSQL)."""
 
 
 @dataclass(frozen=True)
@@ -323,19 +328,24 @@ def rescore_batch(session: Session, model_id: int, *, now: datetime) -> bool:
         return False
     if model.rescore_total is None:
         model.rescore_total = session.execute(select(func.count()).select_from(Lead)).scalar_one()
+    document = document_of(model)
+    set_based = bulk.supported(session, document)
     lead_ids = session.execute(
         select(Lead.id).where(Lead.id > (model.rescore_after_lead_id or 0))
-        .order_by(Lead.id).limit(RESCORE_BATCH)
+        .order_by(Lead.id).limit(BULK_RESCORE_BATCH if set_based else RESCORE_BATCH)
     ).scalars().all()
     if not lead_ids:
         model.rescore_finished_at = now
         model.rescore_total = max(model.rescore_total, model.rescore_done)
         session.flush()
         return False
-    document = document_of(model)
-    for lead_id in lead_ids:
-        state = _lock(session, lead_id, model, document, now=now)
-        _save(session, state, now=now)
+    if set_based:
+        bulk.rescore_leads(session, model.id, document, list(lead_ids),
+                           half_life_s=half_life_s(document), now=now)
+    else:
+        for lead_id in lead_ids:
+            state = _lock(session, lead_id, model, document, now=now)
+            _save(session, state, now=now)
     model.rescore_done += len(lead_ids)
     model.rescore_after_lead_id = lead_ids[-1]
     session.flush()

@@ -1,0 +1,337 @@
+"""Set-based scoring on PostgreSQL: a model's rules as SQL, for re-scoring many leads at once.
+
+The same rules as `rules.py`, the same caps and decay as `tally.py`, computed by the database
+over whole ranges of leads instead of one lead at a time in Python. Caps become window
+functions: a rule's points p are the same for every event, so the n-th event of a day (in
+time order) may give min(p, day cap − (n−1)·p), and what the days allow is then taken in
+time order until the week's cap is reached, which is what giving each event "what is left of
+both caps" in time order amounts to.
+
+Used only where it is exact: on PostgreSQL, for documents whose regular expressions are
+simple enough to mean the same there (`supported()`); otherwise callers score lead by lead.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ColumnElement,
+    Float,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement, Executable, Select
+
+from nurture.db import one_of
+from nurture.models import (
+    Collateral,
+    CollateralVersion,
+    EngagementEvent,
+    Lead,
+    LeadScore,
+    LeadScoreRule,
+    ScoreLedgerEntry,
+)
+from nurture.scoring.document import Condition, EventRule, ScoringDocument
+from nurture.scoring.rules import ENGAGEMENT, FIT, NEGATIVE
+
+_UNSAFE_PATTERN = re.compile(r"\(\?|\\[AZzGdDsSwW]|\\[0-9]")
+"""Regex syntax that PostgreSQL reads otherwise than Python (flags, \\A, \\Z, classes…)."""
+
+
+def supported(session: Session, document: ScoringDocument) -> bool:
+    """Whether the set-based path computes exactly what the lead-by-lead path does."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    conditions = [c for rule in document.fit for c in rule.when] + [
+        c for rule in (*document.engagement, *document.negative) for c in rule.where]
+    return not any(c.op == "matches" and _UNSAFE_PATTERN.search(str(c.value))
+                   for c in conditions)
+
+
+def _pg_pattern(pattern: str) -> str:
+    """Python's word boundary \\b is \\y in PostgreSQL's regular expressions."""
+    return re.sub(r"(?<!\\)\\b", r"\\y", pattern)
+
+
+def _text(value: Any) -> str:
+    return str(value).strip().lower()
+
+
+def _condition(column: ColumnElement[Any], condition: Condition) -> ColumnElement[bool]:
+    """`rules.holds` as SQL over a text column."""
+    op, expected = condition.op, condition.value
+    missing = or_(column.is_(None), column == "")
+    if op == "absent":
+        return missing
+    if op == "present":
+        return not_(missing)
+    text = func.lower(func.btrim(column))
+    if op in ("gte", "lte", "between"):
+        number = case((column.regexp_match(r"^\s*[-+]?[0-9]+(\.[0-9]+)?\s*$"),
+                       cast(column, Float)), else_=null())
+        if op == "gte":
+            test = number >= expected
+        elif op == "lte":
+            test = number <= expected
+        else:
+            test = number.between(expected[0], expected[1])
+        return and_(not_(missing), test.is_(True))
+    if op == "not_in":
+        return or_(missing, text.not_in([_text(v) for v in expected]))
+    if op == "equals":
+        test = text == _text(expected)
+    elif op == "in":
+        test = text.in_([_text(v) for v in expected])
+    elif op == "contains":
+        test = func.strpos(text, _text(expected)) > 0
+    elif op == "contains_any":
+        test = or_(*(func.strpos(text, _text(v)) > 0 for v in expected))
+    elif op == "starts_with":
+        test = func.strpos(text, _text(expected)) == 1
+    else:  # matches
+        test = column.op("~*")(_pg_pattern(str(expected)))
+    return and_(not_(missing), test)
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+def _lead_column(name: str) -> ColumnElement[Any]:
+    if name.startswith("attributes."):
+        return Lead.attributes[name.removeprefix("attributes.")].astext
+    if name == "seniority":
+        return Lead.attributes["seniority"].astext
+    if name == "email_domain":
+        return func.split_part(Lead.email, "@", 2)
+    if name == "company_size":
+        return cast(Lead.company_size, String)
+    return getattr(Lead, name)
+
+
+def fit_rows(document: ScoringDocument, leads: ColumnElement[bool]) -> Any:
+    """(lead_id, rule, points) for every fit rule each lead meeting `leads` meets; a subquery."""
+    parts = [
+        select(Lead.id.label("lead_id"), literal(rule.rule).label("rule"),
+               literal(float(rule.points), Float).label("points"))
+        .where(leads, *(_condition(_lead_column(c.field), c) for c in rule.when))
+        for rule in document.fit
+    ]
+    if not parts:
+        return None
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("fit")
+
+
+# --- engagement -----------------------------------------------------------------------------
+
+def _event_column(name: str) -> ColumnElement[Any]:
+    if name.startswith("properties."):
+        return EngagementEvent.properties[name.removeprefix("properties.")].astext
+    if name == "collateral":
+        return Collateral.key
+    return getattr(EngagementEvent, name)
+
+
+def _rule_events(rule: EventRule, where: list[ColumnElement[bool]]) -> Select[Any]:
+    needs_key = any(c.field == "collateral" for c in rule.where)
+    source = EngagementEvent.__table__
+    if needs_key:
+        source = source.outerjoin(
+            CollateralVersion.__table__,
+            CollateralVersion.id == EngagementEvent.collateral_version_id,
+        ).outerjoin(Collateral.__table__, Collateral.id == CollateralVersion.collateral_id)
+    return (
+        select(EngagementEvent.lead_id, EngagementEvent.id, EngagementEvent.occurred_at)
+        .select_from(source)
+        .where(EngagementEvent.type.in_(sorted(rule.event_types)),
+               true() if rule.include_machine else EngagementEvent.is_machine.is_(False),
+               *(_condition(_event_column(c.field), c) for c in rule.where),
+               *where)
+    )
+
+
+def _utc(column: ColumnElement[datetime], unit: str) -> ColumnElement[Any]:
+    return func.date_trunc(unit, func.timezone("UTC", column))
+
+
+def contributions(document: ScoringDocument, where: list[ColumnElement[bool]]) -> Any:
+    """(lead_id, event_id, occurred_at, rule, kind, decays, points) for every event matching
+    `where` and a rule, after the rule's caps; a subquery."""
+    parts = []
+    for kind, rules in ((ENGAGEMENT, document.engagement), (NEGATIVE, document.negative)):
+        for rule in rules:
+            magnitude = abs(rule.points)
+            sign = math.copysign(1.0, rule.points)
+            events = _rule_events(rule, where).subquery()
+            cap = rule.cap
+            if cap is None or (cap.per_day is None and cap.per_week is None):
+                allowed = select(events.c.lead_id, events.c.id, events.c.occurred_at,
+                                 literal(magnitude, Float).label("points"))
+            else:
+                day_rank = func.row_number().over(
+                    partition_by=(events.c.lead_id, _utc(events.c.occurred_at, "day")),
+                    order_by=(events.c.occurred_at, events.c.id))
+                by_day = (
+                    func.least(magnitude, func.greatest(0.0, cap.per_day - magnitude
+                                                        * (day_rank - 1)))
+                    if cap.per_day is not None else literal(magnitude, Float)
+                )
+                daily = select(events.c.lead_id, events.c.id, events.c.occurred_at,
+                               by_day.label("points")).subquery()
+                if cap.per_week is None:
+                    allowed = select(daily)
+                else:
+                    before = func.coalesce(func.sum(daily.c.points).over(
+                        partition_by=(daily.c.lead_id, _utc(daily.c.occurred_at, "week")),
+                        order_by=(daily.c.occurred_at, daily.c.id), rows=(None, -1)), 0.0)
+                    allowed = select(
+                        daily.c.lead_id, daily.c.id, daily.c.occurred_at,
+                        func.least(daily.c.points,
+                                   func.greatest(0.0, cap.per_week - before)).label("points"))
+            given = allowed.subquery()
+            parts.append(
+                select(given.c.lead_id, given.c.id.label("event_id"), given.c.occurred_at,
+                       literal(rule.rule).label("rule"), literal(kind).label("kind"),
+                       literal(rule.decays, Boolean).label("decays"),
+                       (given.c.points * sign).label("points"))
+                .where(given.c.points > 0)
+            )
+    if not parts:
+        return None
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("given")
+
+
+def decay_factor(column: ColumnElement[datetime], ref: datetime, half_life_s: float
+                 ) -> ColumnElement[float]:
+    """2^-(ref - t)/h as SQL."""
+    return func.exp(math.log(2) * (func.extract("epoch", column)
+                                   - ref.timestamp()) / half_life_s)
+
+
+
+# --- re-scoring a range of leads ------------------------------------------------------------
+
+def rescore_leads(session: Session, model_id: int, document: ScoringDocument,
+                  lead_ids: list[int], *, half_life_s: float, now: datetime) -> int:
+    """Rebuild the scores of these leads (those not kept under the model yet) under it, in a
+    few statements; returns how many were rebuilt. Locks their score rows in id order (the
+    order live scoring takes them in). The ledger gets, per lead and rule, one entry for the
+    points from before this ISO week (as worth now) and one per event of this week (what
+    the caps of this day and week are counted from)."""
+    session.execute(
+        insert(LeadScore).from_select(
+            ["lead_id", "fit", "decayed", "steady", "updated_at"],
+            select(Lead.id, literal(0.0, Float), literal(0.0, Float), literal(0.0, Float),
+                   literal(now, LeadScore.updated_at.type))
+            .where(one_of(session, Lead.id, lead_ids)),
+        ).on_conflict_do_nothing(index_elements=["lead_id"])
+    )
+    targets = session.execute(
+        select(LeadScore.lead_id)
+        .where(one_of(session, LeadScore.lead_id, lead_ids),
+               LeadScore.model_id.is_distinct_from(model_id))
+        .order_by(LeadScore.lead_id).with_for_update()
+    ).scalars().all()
+    if not targets:
+        return 0
+    session.execute(delete(LeadScoreRule).where(one_of(session, LeadScoreRule.lead_id, targets)))
+    week = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=now.weekday())
+    rule_columns = ["lead_id", "rule", "kind", "decays", "value", "ref_at", "last_at"]
+    fit = fit_rows(document, one_of(session, Lead.id, targets))
+    if fit is not None:
+        session.execute(insert(LeadScoreRule).from_select(rule_columns, select(
+            fit.c.lead_id, fit.c.rule, literal(FIT), false(), fit.c.points,
+            null(), literal(now, LeadScoreRule.last_at.type))))
+    given = contributions(document, [one_of(session, EngagementEvent.lead_id, targets),
+                                     EngagementEvent.scored_at.is_not(None)])
+    ledger_columns = ["lead_id", "model_id", "rule", "points", "event_id", "occurred_at",
+                      "recorded_at"]
+    at_now = literal(now, ScoreLedgerEntry.recorded_at.type)
+    if given is not None:
+        session.execute(text("DROP TABLE IF EXISTS scoring_given"))
+        session.execute(CreateTableAs("scoring_given", select(given)))
+        table = Table("scoring_given", MetaData(), *(
+            Column(c.name, c.type) for c in given.c))
+        worth = case((table.c.decays, table.c.points
+                      * decay_factor(table.c.occurred_at, now, half_life_s)),
+                     else_=table.c.points)
+        session.execute(insert(LeadScoreRule).from_select(rule_columns, select(
+            table.c.lead_id, table.c.rule, func.min(table.c.kind), func.bool_or(table.c.decays),
+            func.sum(worth),
+            case((func.bool_or(table.c.decays), literal(now, LeadScoreRule.ref_at.type)),
+                 else_=null()),
+            func.max(table.c.occurred_at),
+        ).group_by(table.c.lead_id, table.c.rule)))
+        session.execute(insert(ScoreLedgerEntry).from_select(ledger_columns, select(
+            table.c.lead_id, literal(model_id), table.c.rule, func.sum(worth), null(),
+            at_now, at_now,
+        ).where(table.c.occurred_at < week).group_by(table.c.lead_id, table.c.rule)))
+        session.execute(insert(ScoreLedgerEntry).from_select(ledger_columns, select(
+            table.c.lead_id, literal(model_id), table.c.rule, table.c.points,
+            table.c.event_id, table.c.occurred_at, at_now,
+        ).where(table.c.occurred_at >= week)))
+        session.execute(text("DROP TABLE scoring_given"))
+    if fit is not None:
+        session.execute(insert(ScoreLedgerEntry).from_select(ledger_columns, select(
+            LeadScoreRule.lead_id, literal(model_id), LeadScoreRule.rule, LeadScoreRule.value,
+            null(), at_now, at_now,
+        ).where(one_of(session, LeadScoreRule.lead_id, targets), LeadScoreRule.kind == FIT)))
+    session.execute(
+        update(LeadScore).where(one_of(session, LeadScore.lead_id, targets))
+        .values(model_id=model_id, fit=0.0, decayed=0.0, steady=0.0, decayed_at=now,
+                fit_checked_at=now, qualified_at=None, updated_at=now)
+    )
+    kind, decays, value = LeadScoreRule.kind, LeadScoreRule.decays, LeadScoreRule.value
+    sums = select(
+        LeadScoreRule.lead_id,
+        func.sum(case((kind == FIT, value), else_=0.0)).label("fit"),
+        func.sum(case((and_(kind != FIT, decays), value), else_=0.0)).label("decayed"),
+        func.sum(case((and_(kind != FIT, not_(decays)), value), else_=0.0)).label("steady"),
+    ).where(one_of(session, LeadScoreRule.lead_id, targets)).group_by(
+        LeadScoreRule.lead_id).subquery()
+    session.execute(
+        update(LeadScore).where(LeadScore.lead_id == sums.c.lead_id)
+        .values(fit=sums.c.fit, decayed=sums.c.decayed, steady=sums.c.steady)
+    )
+    session.expire_all()
+    return len(targets)
+
+
+class CreateTableAs(Executable, ClauseElement):
+    """CREATE TEMP TABLE … ON COMMIT DROP AS <select>."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query: Select[Any]) -> None:
+        self.name = name
+        self.query = query
+
+
+@compiles(CreateTableAs, "postgresql")
+def _create_table_as(element: CreateTableAs, compiler: Any, **kw: Any) -> str:
+    return (f"CREATE TEMP TABLE {element.name} ON COMMIT DROP AS "
+            f"{compiler.process(element.query, **kw)}")
