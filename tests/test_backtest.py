@@ -118,3 +118,41 @@ def test_the_cli_runs_a_backtest(runner, db):
     document = json.loads(result.output)
     assert document["status"] == "done"
     assert document["result"]["events"] == 8
+
+
+def test_the_set_based_backtest_equals_the_event_by_event_one(db, monkeypatch):
+    import pytest
+
+    if db.dialect != "postgresql":
+        pytest.skip("the set-based path is PostgreSQL's")
+    with db.session_scope() as session:
+        install(session)
+        draft = lifecycle.create_model(session, LENIENT, actor="t", now=NOW)
+        titles = ["VP Sales", "Engineer", None, "Head of IT"]
+        leads = [make_lead(session, f"l{i}@{'gmail.com' if i % 3 == 0 else 'x.example'}",
+                           title=titles[i % len(titles)]) for i in range(30)]
+        events = []
+        for i, lead in enumerate(leads):
+            for j in range(i % 9 * 2):
+                events.append(ev(lead, EventType.PAGE_VIEW, url="https://x.example/pricing",
+                                 at=NOW - timedelta(days=(i + 3 * j) % 80, hours=j)))
+            if i % 2:
+                events.append(ev(lead, EventType.WEBINAR_ATTENDED,
+                                 at=NOW - timedelta(days=i % 50)))
+            if i % 5 == 0:
+                events.append(ev(lead, EventType.UNSUBSCRIBE, at=NOW - timedelta(days=i % 40)))
+            events.append(ev(lead, EventType.CLICK, url="https://x.example/bot", machine="scan",
+                             at=NOW - timedelta(days=i % 30)))
+        store_events(session, events, now=NOW)
+
+    def run():
+        with db.session_scope() as session:
+            backtest_id = request_backtest(session, draft.id, days=90, actor="t", now=NOW).id
+        with db.session_scope() as session:
+            return run_backtest(session, backtest_id, now=NOW).result
+
+    set_based = run()
+    monkeypatch.setattr("nurture.scoring.bulk.backtest_supported", lambda *a, **k: False)
+    event_by_event = run()
+    assert set_based == event_by_event
+    assert set_based["model"]["recycled"] > set_based["compared"]["recycled"] > 0

@@ -335,3 +335,68 @@ class CreateTableAs(Executable, ClauseElement):
 def _create_table_as(element: CreateTableAs, compiler: Any, **kw: Any) -> str:
     return (f"CREATE TEMP TABLE {element.name} ON COMMIT DROP AS "
             f"{compiler.process(element.query, **kw)}")
+
+
+# --- backtests ------------------------------------------------------------------------------
+
+MAX_DECAY_SPAN = 500.0
+"""Half-lives a set-based backtest window may span (2^500 is still a float)."""
+
+
+def backtest_supported(session: Session, document: ScoringDocument, *, days: int) -> bool:
+    return (supported(session, document)
+            and days / document.half_life_days <= MAX_DECAY_SPAN)
+
+
+def first_crossings(session: Session, document: ScoringDocument, *, since: datetime,
+                    until: datetime, half_life_s: float) -> dict[int, datetime]:
+    """For each lead, the first event in [since, until) after which the model would have
+    recycled it (it raised the score, and total and fit met the thresholds then).
+
+    The decayed sum at event i is 2^-(t_i-t0)/h · Σ_{j<=i} p_j·2^(t_j-t0)/h: a running sum."""
+    window = [EngagementEvent.lead_id.is_not(None), EngagementEvent.occurred_at >= since,
+              EngagementEvent.occurred_at < until]
+    given = contributions(document, window)
+    if given is None:
+        return {}
+    grow = func.exp(math.log(2) * (func.extract("epoch", given.c.occurred_at)
+                                   - since.timestamp()) / half_life_s)
+    per_event = select(
+        given.c.lead_id, given.c.event_id, given.c.occurred_at,
+        func.sum(case((given.c.decays, given.c.points * grow), else_=0.0)).label("grown"),
+        func.sum(case((given.c.decays, 0.0), else_=given.c.points)).label("steady"),
+        func.bool_or(given.c.points > 0).label("raised"),
+    ).group_by(given.c.lead_id, given.c.event_id, given.c.occurred_at).subquery()
+    order = (per_event.c.occurred_at, per_event.c.event_id)
+    running = select(
+        per_event.c.lead_id, per_event.c.occurred_at, per_event.c.raised,
+        func.sum(per_event.c.grown).over(partition_by=per_event.c.lead_id, order_by=order)
+        .label("grown"),
+        func.sum(per_event.c.steady).over(partition_by=per_event.c.lead_id, order_by=order)
+        .label("steady"),
+    ).subquery()
+    fit = fit_rows(document, Lead.id.in_(
+        select(EngagementEvent.lead_id).where(*window).distinct().scalar_subquery()))
+    fit_sums = (select(fit.c.lead_id, func.sum(fit.c.points).label("fit"))
+                .group_by(fit.c.lead_id).subquery() if fit is not None else None)
+    lead_fit = (func.coalesce(fit_sums.c.fit, 0.0) if fit_sums is not None
+                else literal(0.0, Float))
+    shrink = func.exp(-math.log(2) * (func.extract("epoch", running.c.occurred_at)
+                                      - since.timestamp()) / half_life_s)
+    total = lead_fit + running.c.steady + running.c.grown * shrink
+    thresholds = document.thresholds
+    query = select(running.c.lead_id, func.min(running.c.occurred_at))
+    if fit_sums is not None:
+        query = query.select_from(
+            running.outerjoin(fit_sums, fit_sums.c.lead_id == running.c.lead_id))
+    query = query.where(running.c.raised, lead_fit >= thresholds.fit,
+                        total >= thresholds.total).group_by(running.c.lead_id)
+    return dict(session.execute(query).tuples().all())
+
+
+def count_events(session: Session, *, since: datetime, until: datetime) -> int:
+    return session.execute(
+        select(func.count()).select_from(EngagementEvent)
+        .where(EngagementEvent.lead_id.is_not(None), EngagementEvent.occurred_at >= since,
+               EngagementEvent.occurred_at < until)
+    ).scalar_one()
