@@ -8,7 +8,7 @@ from sqlalchemy import select
 from nurture.models import CollateralVersion, EventType
 from nurture.tracking.tokens import Signer
 from tests.test_api_sequences import make_collateral
-from tests.webhook_app import seed, stored_events
+from tests.webhook_app import scoring_jobs, seed, stored_events
 
 SAFARI = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari"
 
@@ -33,6 +33,7 @@ def test_opens_and_clicks_record_the_message_and_the_collateral(app, db, client,
                                                             version)
     assert rows[1].properties["link"] == 0
     assert all(r.handled_at is not None for r in rows)  # handed on in the request
+    assert scoring_jobs(app) == [(r.id, r.id) for r in rows]  # and to scoring after it
 
 
 def test_forged_or_unknown_tokens_record_nothing(app, db, client, service_env):

@@ -2,7 +2,8 @@
 
 Each is an `EngagementEvent` of the message (and, for a click, the collateral version the link
 pointed to), with the machine rules applied to the request's user agent and address. One event
-for one lead is handed on at once, in the same transaction (branches wake without a job).
+for one lead is handed on at once, in the same transaction (branches wake without a job); the
+caller still enqueues the hand-on job after the commit, for what runs only there (scoring).
 """
 
 from __future__ import annotations
@@ -32,19 +33,19 @@ def record_open(
 def record_click(
     session: Session, message_id: int, link: int, *, user_agent: str | None, ip: str | None,
     now: datetime,
-) -> str:
-    """Record the click and return the URL recorded for that link at send time."""
+) -> tuple[str, Stored]:
+    """Record the click; the URL recorded for that link at send time, and what was stored."""
     message = _message(session, message_id)
     destination = (message.links or {}).get(str(link))
     if not isinstance(destination, dict) or not destination.get("url"):
         raise NotFound("unknown link")
-    _store(session, IncomingEvent(
+    stored = _store(session, IncomingEvent(
         source=SOURCE, source_event_id=None, type=EventType.CLICK, occurred_at=now,
         message_id=message.id, url=str(destination["url"]),
         collateral_version_id=destination.get("collateral_version_id"),
         user_agent=user_agent, ip=ip, properties={"link": link},
     ), now)
-    return str(destination["url"])
+    return str(destination["url"]), stored
 
 
 def _message(session: Session, message_id: int) -> Message:

@@ -13,6 +13,7 @@ from nurture.engagement import tracking as engagement
 from nurture.errors import NotFound
 from nurture.tracking.tokens import Signer
 from nurture.web import db_session, settings
+from nurture.web.handoff import hand_on
 
 bp = Blueprint("tracking", __name__, template_folder="templates")
 
@@ -33,9 +34,10 @@ def open_pixel(token: str) -> Any:
     if message_id is not None:
         session = db_session()
         try:
-            engagement.record_open(session, message_id, user_agent=request.user_agent.string,
-                                   ip=request.remote_addr, now=utcnow())
+            stored = engagement.record_open(session, message_id, ip=request.remote_addr,
+                                            user_agent=request.user_agent.string, now=utcnow())
             session.commit()
+            hand_on(stored)
         except NotFound:
             session.rollback()
     return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
@@ -49,11 +51,12 @@ def click(token: str) -> Any:
         abort(404)
     session = db_session()
     try:
-        url = engagement.record_click(session, *decoded, user_agent=request.user_agent.string,
-                                      ip=request.remote_addr, now=utcnow())
+        url, stored = engagement.record_click(session, *decoded, ip=request.remote_addr,
+                                              user_agent=request.user_agent.string, now=utcnow())
     except NotFound:
         abort(404)
     session.commit()
+    hand_on(stored)
     return _redirect(url)
 
 
