@@ -45,17 +45,14 @@ def send_due_steps(enrollment_ids: str) -> dict[str, int]:
 
 def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
     """Hand the stored, still unhandled engagement events with ids in [first_id, last_id] on."""
-    database = Database.from_settings(load_settings())
-    try:
-        with database.session_scope() as session:
-            now = utcnow()
-            handled = handle_events(session, first_id, last_id, now=now)
-            rescoring.score_events(session, first_id, last_id, now=now)  # the scoring hook
-            made = new_notifications(session)
-        notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
-        return asdict(handled)
-    finally:
-        database.dispose()
+    database = process_database(load_settings().database_url)
+    with database.session_scope() as session:
+        now = utcnow()
+        handled = handle_events(session, first_id, last_id, now=now)
+        rescoring.score_events(session, first_id, last_id, now=now)  # the scoring hook
+        made = new_notifications(session)
+    notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
+    return asdict(handled)
 
 
 def score_events(first_id: int, last_id: int) -> dict[str, int]:
