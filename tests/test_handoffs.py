@@ -226,3 +226,13 @@ def test_nurture_sla_is_an_iso_8601_duration_of_business_time():
     for bad in ("soon", "PT0S", "P1M"):
         with pytest.raises(SettingsError, match="NURTURE_SLA"):
             load_settings({"NURTURE_SLA": bad})
+
+
+def test_the_sessions_policy_sets_the_sla_of_recycles_made_through_it(db):
+    make_rep(db, "rita@example.com")
+    lead_id = rejected_lead(db)
+    with db.session_scope() as session:
+        services.use_policy(session, RecyclePolicy(sla=timedelta(minutes=15)))
+        handoff = services.recycle(session, lead_id, score=SCORE, model_version_id=None,
+                                   qualifying_event_id=None, qualified_at=T0, now=T0)
+        assert handoff.sla_due_at == T0 + timedelta(minutes=15)

@@ -17,6 +17,8 @@ from nurture.config import load_settings, with_secret_key
 from nurture.db import Database
 from nurture.engagement.handling import handle_events
 from nurture.handoffs.notifications import new_notifications
+from nurture.handoffs.policy import RecyclePolicy
+from nurture.handoffs.services import use_policy
 from nurture.scoring import backtest, rescoring
 from workers import notifying
 
@@ -45,9 +47,11 @@ def send_due_steps(enrollment_ids: str) -> dict[str, int]:
 
 def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
     """Hand the stored, still unhandled engagement events with ids in [first_id, last_id] on."""
-    database = process_database(load_settings().database_url)
+    settings = load_settings()
+    database = process_database(settings.database_url)
     with database.session_scope() as session:
         now = utcnow()
+        use_policy(session, RecyclePolicy(sla=settings.sla))
         handled = handle_events(session, first_id, last_id, now=now)
         rescoring.score_events(session, first_id, last_id, now=now)  # the scoring hook
         made = new_notifications(session)
@@ -57,8 +61,10 @@ def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
 
 def score_events(first_id: int, last_id: int) -> dict[str, int]:
     """Score the stored events with ids in [first_id, last_id] not scored yet (a sweep's job)."""
-    database = process_database(load_settings().database_url)
+    settings = load_settings()
+    database = process_database(settings.database_url)
     with database.session_scope() as session:
+        use_policy(session, RecyclePolicy(sla=settings.sla))
         scored = rescoring.score_events(session, first_id, last_id, now=utcnow())
         made = new_notifications(session)
     notifying.announce(made)

@@ -63,15 +63,17 @@ def recycle(
     qualifying_event_id: int | None,
     qualified_at: datetime,
     now: datetime,
-    policy: RecyclePolicy = DEFAULT_POLICY,
+    policy: RecyclePolicy | None = None,
 ) -> Handoff | None:
     """Hand the qualified lead to a rep now, or None when it may not be recycled now.
 
     None when the lead is not in nurture, already has an open handoff, is still inside the
     minimum time after its last rejection, or has reached the recycle cap (then it is marked
     for long-term nurture). Safe under concurrency: the lead's row is locked first, and a
-    partial unique index allows one open handoff per lead whatever happens.
+    partial unique index allows one open handoff per lead whatever happens. `policy`: the
+    one given, else the session's (`use_policy`), else the defaults.
     """
+    policy = policy or session.info.get(_POLICY) or DEFAULT_POLICY
     lead = _lock_lead(session, lead_id)
     if lead is None or lead.lifecycle_stage not in RECYCLABLE_FROM:
         return None
@@ -122,6 +124,16 @@ def recycle(
     notify_crm(session, handoff, lead, prior, now=now)
     notify_rep(session, handoff, "handoff", now=now)
     return handoff
+
+
+_POLICY = "nurture.handoffs.policy"
+"""Key of `Session.info` holding the policy recycles made through the session go by."""
+
+
+def use_policy(session: Session, policy: RecyclePolicy) -> None:
+    """Recycles made through this session (e.g. by scoring, which knows nothing of the
+    settings) go by `policy`: how an entry point passes NURTURE_SLA down."""
+    session.info[_POLICY] = policy
 
 
 def _lock_lead(session: Session, lead_id: int) -> Lead | None:
