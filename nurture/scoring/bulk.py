@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ColumnElement,
@@ -47,7 +48,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Executable, Select
 
-from nurture.db import one_of
 from nurture.models import (
     Collateral,
     CollateralVersion,
@@ -123,9 +123,9 @@ def _condition(column: ColumnElement[Any], condition: Condition) -> ColumnElemen
 
 def _lead_column(name: str) -> ColumnElement[Any]:
     if name.startswith("attributes."):
-        return Lead.attributes[name.removeprefix("attributes.")].astext
+        return Lead.attributes[name.removeprefix("attributes.")].as_string()
     if name == "seniority":
-        return Lead.attributes["seniority"].astext
+        return Lead.attributes["seniority"].as_string()
     if name == "email_domain":
         return func.split_part(Lead.email, "@", 2)
     if name == "company_size":
@@ -148,28 +148,26 @@ def fit_rows(document: ScoringDocument, leads: ColumnElement[bool]) -> Any:
 
 # --- engagement -----------------------------------------------------------------------------
 
-def _event_column(name: str) -> ColumnElement[Any]:
+def _event_column(table: Any, name: str) -> ColumnElement[Any]:
     if name.startswith("properties."):
-        return EngagementEvent.properties[name.removeprefix("properties.")].astext
+        return table.c.properties[name.removeprefix("properties.")].as_string()
     if name == "collateral":
-        return Collateral.key
-    return getattr(EngagementEvent, name)
+        return table.c.collateral if "collateral" in table.c else Collateral.key
+    return table.c[name]
 
 
-def _rule_events(rule: EventRule, where: list[ColumnElement[bool]]) -> Select[Any]:
-    needs_key = any(c.field == "collateral" for c in rule.where)
-    source = EngagementEvent.__table__
-    if needs_key:
+def _rule_events(rule: EventRule, where: list[ColumnElement[bool]], table: Any) -> Select[Any]:
+    source = table
+    if any(c.field == "collateral" for c in rule.where) and "collateral" not in table.c:
         source = source.outerjoin(
-            CollateralVersion.__table__,
-            CollateralVersion.id == EngagementEvent.collateral_version_id,
+            CollateralVersion.__table__, CollateralVersion.id == table.c.collateral_version_id,
         ).outerjoin(Collateral.__table__, Collateral.id == CollateralVersion.collateral_id)
     return (
-        select(EngagementEvent.lead_id, EngagementEvent.id, EngagementEvent.occurred_at)
+        select(table.c.lead_id, table.c.id, table.c.occurred_at)
         .select_from(source)
-        .where(EngagementEvent.type.in_(sorted(rule.event_types)),
-               true() if rule.include_machine else EngagementEvent.is_machine.is_(False),
-               *(_condition(_event_column(c.field), c) for c in rule.where),
+        .where(table.c.type.in_(sorted(rule.event_types)),
+               true() if rule.include_machine else table.c.is_machine.is_(False),
+               *(_condition(_event_column(table, c.field), c) for c in rule.where),
                *where)
     )
 
@@ -178,15 +176,17 @@ def _utc(column: ColumnElement[datetime], unit: str) -> ColumnElement[Any]:
     return func.date_trunc(unit, func.timezone("UTC", column))
 
 
-def contributions(document: ScoringDocument, where: list[ColumnElement[bool]]) -> Any:
-    """(lead_id, event_id, occurred_at, rule, kind, decays, points) for every event matching
-    `where` and a rule, after the rule's caps; a subquery."""
+def contributions(document: ScoringDocument, where: list[ColumnElement[bool]],
+                  table: Any = None) -> Any:
+    """(lead_id, event_id, occurred_at, rule, kind, decays, points) for every event of `table`
+    (default: engagement_events) matching `where` and a rule, after the rule's caps."""
+    table = EngagementEvent.__table__ if table is None else table
     parts = []
     for kind, rules in ((ENGAGEMENT, document.engagement), (NEGATIVE, document.negative)):
         for rule in rules:
             magnitude = abs(rule.points)
             sign = math.copysign(1.0, rule.points)
-            events = _rule_events(rule, where).subquery()
+            events = _rule_events(rule, where, table).subquery()
             cap = rule.cap
             if cap is None or (cap.per_day is None and cap.per_week is None):
                 allowed = select(events.c.lead_id, events.c.id, events.c.occurred_at,
@@ -247,32 +247,50 @@ def rescore_leads(session: Session, model_id: int, document: ScoringDocument,
             ["lead_id", "fit", "decayed", "steady", "updated_at"],
             select(Lead.id, literal(0.0, Float), literal(0.0, Float), literal(0.0, Float),
                    literal(now, LeadScore.updated_at.type))
-            .where(one_of(session, Lead.id, lead_ids)),
+            .where(Lead.id.between(lead_ids[0], lead_ids[-1])),
         ).on_conflict_do_nothing(index_elements=["lead_id"])
     )
     targets = session.execute(
         select(LeadScore.lead_id)
-        .where(one_of(session, LeadScore.lead_id, lead_ids),
+        .where(LeadScore.lead_id.between(lead_ids[0], lead_ids[-1]),
                LeadScore.model_id.is_distinct_from(model_id))
         .order_by(LeadScore.lead_id).with_for_update()
     ).scalars().all()
     if not targets:
         return 0
-    session.execute(delete(LeadScoreRule).where(one_of(session, LeadScoreRule.lead_id, targets)))
+    # the batch as temporary tables: joins, where `= ANY(array)` of 20,000 ids would be
+    # checked row by row, and the batch's events read once for all the rules
+    session.execute(text("DROP TABLE IF EXISTS scoring_targets, scoring_events, scoring_given"))
+    session.execute(text(
+        "CREATE TEMP TABLE scoring_targets ON COMMIT DROP AS "
+        "SELECT unnest(CAST(:ids AS bigint[])) AS lead_id"), {"ids": list(targets)})
+    session.execute(text("ALTER TABLE scoring_targets ADD PRIMARY KEY (lead_id)"))
+    session.execute(text("ANALYZE scoring_targets"))
+    in_batch = select(TARGETS.c.lead_id)
+    session.execute(CreateTableAs("scoring_events", select(
+        EngagementEvent.lead_id, EngagementEvent.id, EngagementEvent.occurred_at,
+        EngagementEvent.type, EngagementEvent.is_machine, EngagementEvent.url,
+        EngagementEvent.source, EngagementEvent.bounce_class, EngagementEvent.properties,
+        Collateral.key.label("collateral"),
+    ).select_from(
+        EngagementEvent.__table__.join(TARGETS, TARGETS.c.lead_id == EngagementEvent.lead_id)
+        .outerjoin(CollateralVersion.__table__,
+                   CollateralVersion.id == EngagementEvent.collateral_version_id)
+        .outerjoin(Collateral.__table__, Collateral.id == CollateralVersion.collateral_id)
+    ).where(EngagementEvent.scored_at.is_not(None))))
+    session.execute(delete(LeadScoreRule).where(LeadScoreRule.lead_id.in_(in_batch)))
     week = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=now.weekday())
     rule_columns = ["lead_id", "rule", "kind", "decays", "value", "ref_at", "last_at"]
-    fit = fit_rows(document, one_of(session, Lead.id, targets))
+    fit = fit_rows(document, Lead.id.in_(in_batch))
     if fit is not None:
         session.execute(insert(LeadScoreRule).from_select(rule_columns, select(
             fit.c.lead_id, fit.c.rule, literal(FIT), false(), fit.c.points,
             null(), literal(now, LeadScoreRule.last_at.type))))
-    given = contributions(document, [one_of(session, EngagementEvent.lead_id, targets),
-                                     EngagementEvent.scored_at.is_not(None)])
+    given = contributions(document, [], _events_table(document))
     ledger_columns = ["lead_id", "model_id", "rule", "points", "event_id", "occurred_at",
                       "recorded_at"]
     at_now = literal(now, ScoreLedgerEntry.recorded_at.type)
     if given is not None:
-        session.execute(text("DROP TABLE IF EXISTS scoring_given"))
         session.execute(CreateTableAs("scoring_given", select(given)))
         table = Table("scoring_given", MetaData(), *(
             Column(c.name, c.type) for c in given.c))
@@ -294,14 +312,13 @@ def rescore_leads(session: Session, model_id: int, document: ScoringDocument,
             table.c.lead_id, literal(model_id), table.c.rule, table.c.points,
             table.c.event_id, table.c.occurred_at, at_now,
         ).where(table.c.occurred_at >= week)))
-        session.execute(text("DROP TABLE scoring_given"))
     if fit is not None:
         session.execute(insert(ScoreLedgerEntry).from_select(ledger_columns, select(
             LeadScoreRule.lead_id, literal(model_id), LeadScoreRule.rule, LeadScoreRule.value,
             null(), at_now, at_now,
-        ).where(one_of(session, LeadScoreRule.lead_id, targets), LeadScoreRule.kind == FIT)))
+        ).where(LeadScoreRule.lead_id.in_(in_batch), LeadScoreRule.kind == FIT)))
     session.execute(
-        update(LeadScore).where(one_of(session, LeadScore.lead_id, targets))
+        update(LeadScore).where(LeadScore.lead_id.in_(in_batch))
         .values(model_id=model_id, fit=0.0, decayed=0.0, steady=0.0, decayed_at=now,
                 fit_checked_at=now, qualified_at=None, updated_at=now)
     )
@@ -311,14 +328,31 @@ def rescore_leads(session: Session, model_id: int, document: ScoringDocument,
         func.sum(case((kind == FIT, value), else_=0.0)).label("fit"),
         func.sum(case((and_(kind != FIT, decays), value), else_=0.0)).label("decayed"),
         func.sum(case((and_(kind != FIT, not_(decays)), value), else_=0.0)).label("steady"),
-    ).where(one_of(session, LeadScoreRule.lead_id, targets)).group_by(
+    ).where(LeadScoreRule.lead_id.in_(in_batch)).group_by(
         LeadScoreRule.lead_id).subquery()
     session.execute(
         update(LeadScore).where(LeadScore.lead_id == sums.c.lead_id)
         .values(fit=sums.c.fit, decayed=sums.c.decayed, steady=sums.c.steady)
     )
+    session.execute(text("DROP TABLE scoring_targets, scoring_events, scoring_given"))
     session.expire_all()
     return len(targets)
+
+
+TARGETS = Table("scoring_targets", MetaData(), Column("lead_id", BigInteger, primary_key=True))
+"""The leads of a re-score batch (a temporary table)."""
+
+
+def _events_table(document: ScoringDocument) -> Table:
+    """The batch's events (a temporary table), with the key of their collateral."""
+    return Table(
+        "scoring_events", MetaData(),
+        Column("lead_id", BigInteger), Column("id", BigInteger),
+        Column("occurred_at", EngagementEvent.occurred_at.type),
+        Column("type", EngagementEvent.type.type), Column("is_machine", Boolean),
+        Column("url", String), Column("source", String), Column("bounce_class", String),
+        Column("properties", EngagementEvent.properties.type), Column("collateral", String),
+    )
 
 
 class CreateTableAs(Executable, ClauseElement):
