@@ -41,7 +41,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((dict(self.headers), body))
                 if receiver.mode == "hang":
@@ -265,3 +265,33 @@ def test_an_answered_handoff_does_not_escalate(db, clock):
     with db.session_scope() as session:
         assert services.due_timers(session, now=clock()) == []
         assert services.escalate(session, handoff_id, now=clock()) is None
+
+
+def test_every_attempt_is_visible_with_the_handoff(db, receiver, clock, client, make_token):
+    from nurture.models import Role
+    from tests.conftest import Api
+    from tests.test_api_handoffs import user_token
+    from tests.test_openapi import _check
+
+    make_rep(db, "rita@example.com")
+    make_rep(db, "otto@example.com")
+    notification_id = crm_notification(db, rejected_lead(db), clock)
+    receiver.mode = "500"
+    deliver(db, notification_id, channels(receiver.url), clock=clock)
+    receiver.mode = "ok"
+    clock.advance(seconds=30)
+    deliver(db, notification_id, channels(receiver.url), clock=clock)
+    with db.session_scope() as session:
+        handoff_id = session.execute(select(Handoff.id)).scalar_one()
+    detail = Api(client, make_token(Role.MARKETER, "m")).get(f"/api/v1/handoffs/{handoff_id}")
+    assert detail.status_code == 200, detail.json
+    [crm] = [n for n in detail.json["notifications"] if n["channel"] == "crm_webhook"]
+    assert crm["id"] == receiver.verified()["id"]
+    assert [(t["ok"], t["status_code"]) for t in crm["tries"]] == [(False, 500), (True, 200)]
+    assert [e["kind"] for e in detail.json["events"]] == ["created", "crm_webhook_sent"]
+    _check(client.get("/api/v1/openapi.json").json, "/handoffs/{handoff_id}", "get", detail)
+    otto = Api(client, user_token(db, "otto@example.com"))
+    assert otto.get(f"/api/v1/handoffs/{handoff_id}").status_code == 403
+    rita = Api(client, user_token(db, "rita@example.com"))
+    assert rita.get(f"/api/v1/handoffs/{handoff_id}").status_code == 200
+    assert rita.get("/api/v1/handoffs/424242").status_code == 404

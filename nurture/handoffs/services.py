@@ -212,6 +212,12 @@ def get_handoff(session: Session, handoff_id: int) -> Handoff:
     return handoff
 
 
+def get_lead_of(session: Session, handoff: Handoff) -> Lead:
+    lead = session.get(Lead, handoff.lead_id)
+    assert lead is not None  # the foreign key cascades
+    return lead
+
+
 def _may_act(handoff: Handoff, actor: Actor) -> None:
     """A rep acts on its own handoffs only; an admin on any."""
     if actor.role == Role.ADMIN:

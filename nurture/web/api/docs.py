@@ -116,6 +116,41 @@ class Handoff(Closed):
     lead: HandoffLead | None = None
 
 
+class HandoffStep(Closed):
+    kind: str
+    rep_email: str | None
+    detail: str | None
+    at: datetime
+
+
+class DeliveryTry(Closed):
+    attempted_at: datetime
+    ok: bool
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+
+class HandoffNotification(Closed):
+    id: str
+    """Stable: the CRM webhook's `id`."""
+    channel: Literal["crm_webhook", "rep_email"]
+    purpose: str
+    recipient: str | None
+    status: Literal["pending", "delivered", "failed", "unknown", "skipped"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    tries: list[DeliveryTry]
+
+
+class HandoffDetail(Handoff):
+    events: list[HandoffStep]
+    notifications: list[HandoffNotification]
+
+
 class HandoffList(Closed):
     handoffs: list[Handoff]
 

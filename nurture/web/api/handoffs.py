@@ -12,7 +12,7 @@ from flask import request
 from nurture.clock import utcnow
 from nurture.fields import normalize_email
 from nurture.handoffs import services
-from nurture.handoffs.documents import handoff_document
+from nurture.handoffs.documents import handoff_document, handoff_history
 from nurture.handoffs.schemas import HandoffRejectIn
 from nurture.leads.services import rejection_document
 from nurture.models import HandoffStatus, Role
@@ -62,6 +62,19 @@ def list_handoffs() -> Any:
         rep_email = actor.email
     rows = services.list_handoffs(db_session(), status=status, rep_email=rep_email, limit=limit)
     return {"handoffs": [handoff_document(h, lead) for h, lead in rows]}
+
+
+@bp.get("/handoffs/<int:handoff_id>")
+@requires(Role.ADMIN, Role.MARKETER, Role.SALES_APPROVER, Role.REP)
+def get_handoff(handoff_id: int) -> Any:
+    """One handoff with its history: every step, every notification and each delivery try."""
+    session = db_session()
+    handoff = services.get_handoff(session, handoff_id)
+    actor = current_actor()
+    if actor.role == Role.REP and handoff.rep_email != actor.email:
+        raise ProblemError(403, "a rep sees its own handoffs only")
+    lead = services.get_lead_of(session, handoff)
+    return {**handoff_document(handoff, lead), **handoff_history(session, handoff)}
 
 
 @bp.post("/handoffs/<int:handoff_id>/accept")

@@ -83,6 +83,7 @@ def openapi_document() -> dict[str, Any]:
             (docs.BacktestRun, "serialization"),
             (docs.HandoffList, "serialization"),
             (docs.HandoffAnswer, "serialization"),
+            (docs.HandoffDetail, "serialization"),
             (docs.HandoffRejectionResult, "serialization"),
         ],
         ref_template=REF,
@@ -402,6 +403,15 @@ def _handoff_paths() -> dict[str, Any]:
                 ],
                 "responses": {"200": _json("HandoffList", "the handoffs"),
                               **_problems(401, 403, 422)},
+            },
+        },
+        "/handoffs/{handoff_id}": {
+            "get": {
+                "operationId": "getHandoff",
+                "summary": "One handoff with every step and each notification's delivery tries",
+                "parameters": [handoff_id],
+                "responses": {"200": _json("HandoffDetail", "the handoff and its history"),
+                              **_problems(401, 403, 404)},
             },
         },
         "/handoffs/{handoff_id}/accept": {
