@@ -15,6 +15,7 @@ from nurture.engagement.providers import WebhookRefused
 from nurture.engagement.webhooks import check_mailgun_token
 from nurture.errors import InvalidInput
 from nurture.models import (
+    CollateralVersion,
     EngagementEvent,
     Enrollment,
     EnrollmentStatus,
@@ -251,3 +252,22 @@ def test_stored_events_keep_what_they_were_given(db):
     assert (stored.type, stored.url, stored.is_machine) == (EventType.CLICK, given.url, False)
     assert stored.properties == {"provider_type": "click", "user_agent": given.user_agent,
                                  "ip": "203.0.113.9"}
+
+
+def test_a_provider_click_points_to_the_collateral_of_the_link_it_followed(db):
+    from tests.test_api_sequences import make_collateral
+
+    make_collateral(db, ["guide"])
+    with db.session_scope() as session:
+        version = session.execute(select(CollateralVersion.id)).scalar_one()
+        lead = make_lead(session, "ada@example.com")
+        make_message(session, lead, links={
+            "0": {"url": "https://cdn.example.com/guide", "collateral_version_id": version},
+            "1": {"url": "https://www.example.com/", "collateral_version_id": None}})
+        store_events(session, [
+            event(source_event_id="a", type=EventType.CLICK, url="https://cdn.example.com/guide"),
+            event(source_event_id="b", type=EventType.CLICK, url="https://www.example.com/",
+                  occurred_at=NOW + timedelta(hours=1)),
+        ], now=NOW + timedelta(hours=2))
+        stored = {e.source_event_id: e.collateral_version_id for e in events_in(session)}
+    assert stored == {"a": version, "b": None}

@@ -131,7 +131,7 @@ class _Message:
 
     @cached_property
     def links(self) -> dict[str, Any]:
-        links = json.loads(self.links_json) if self.links_json else {}
+        links = json.loads(self.links_json) if self.links_json not in (None, "", "{}") else {}
         return links if isinstance(links, dict) else {}
 
 
