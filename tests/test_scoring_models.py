@@ -237,3 +237,35 @@ def test_answers_match_the_openapi_document(tokens, client):
     lead = tokens["admin"].post("/api/v1/leads", json={"email": "vp@example.com",
                                                        "title": "VP Sales"})
     assert lead.json["score"]["model_version"] is None  # retired: no model is active
+
+
+def test_cli_lists_models_and_re_scores_in_the_foreground(runner, tmp_path, db):
+    from nurture.clock import utcnow
+    from nurture.models import Lead, LeadScore, LifecycleStage
+
+    with db.session_scope() as session:
+        for i in range(3):
+            session.add(Lead(email=f"l{i}@example.com", title="VP Sales", attributes={},
+                             lifecycle_stage=LifecycleStage.NURTURING, created_at=utcnow(),
+                             updated_at=utcnow()))
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(DOCUMENT))
+    assert runner.invoke(args=["scoring", "import", str(path)]).exit_code == 0
+    assert runner.invoke(args=["scoring", "rescore"]).exit_code != 0  # nothing active
+    for role in ("marketer", "sales_approver"):
+        runner.invoke(args=["scoring", "approve", "1", "--as", "a@example.com", "--role", role])
+    listed = runner.invoke(args=["scoring", "list"])
+    assert "approved by marketer, sales_approver" in listed.output
+    assert runner.invoke(args=["scoring", "withdraw", "1", "--as", "a@example.com",
+                               "--role", "marketer"]).exit_code == 0
+    assert "approved by sales_approver" in runner.invoke(args=["scoring", "list"]).output
+    runner.invoke(args=["scoring", "approve", "1", "--as", "b@example.com", "--role", "marketer"])
+    assert runner.invoke(args=["scoring", "activate", "1"]).exit_code == 0
+    rescored = runner.invoke(args=["scoring", "rescore"])
+    assert rescored.exit_code == 0, rescored.output
+    assert "re-scored 3/3 leads" in rescored.output
+    with db.session_scope() as session:
+        assert {row.fit for row in session.query(LeadScore)} == {15}
+    assert "rescored 3/3" in runner.invoke(args=["scoring", "list"]).output
+    assert runner.invoke(args=["scoring", "retire", "1"]).exit_code == 0
+    assert runner.invoke(args=["scoring", "retire", "1"]).exit_code != 0
