@@ -12,9 +12,11 @@ the enrollments that sent on (to their wait, their exit, or a next email).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message as MimeMessage
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,13 @@ from sqlalchemy.orm import Session
 
 from campaigns import engine
 from campaigns.composing import Sender, build_message, inline_css, sender_from, track_links
-from campaigns.messengers import Messenger, SendRefused, SendUnknown, messenger_for
+from campaigns.messengers import (
+    Messenger,
+    SendRefused,
+    SendUnknown,
+    SmtpMessenger,
+    messenger_for,
+)
 from campaigns.rendering import TemplateProblem, render_email, shared_environment
 from nurture.config import Settings
 from nurture.db import Database
@@ -37,17 +45,30 @@ MAX_EMAILS_PER_ENROLLMENT_RUN = 5
 
 @dataclass
 class Sending:
-    """What sending needs besides the database: who sends, how, under which rules."""
+    """What sending needs besides the database: who sends, how, under which rules.
+
+    `lanes` SMTP connections hand a batch's emails over side by side, each in a thread of
+    its own with a connection to the database of its own: a relay's answers take far longer
+    than composing an email, and while one lane waits, the others compose and send. The
+    first lane's messenger is `messenger`; `another_messenger` makes the others."""
 
     sender: Sender
     signer: Signer
     messenger: Messenger
     policy: engine.Policy
     env: SandboxedEnvironment = field(default_factory=shared_environment)
+    lanes: int = 1
+    another_messenger: Callable[[], Messenger] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, messenger: Messenger | None = None) -> Sending:
+        """From the settings; a `messenger` given is the only lane (tests hand one in)."""
         count, period = settings.frequency_cap
+        smtp_url = settings.smtp_url
+        lanes, another = 1, None
+        if messenger is None and smtp_url:
+            lanes = settings.smtp_connections
+            another = partial(SmtpMessenger, smtp_url)
         return cls(
             sender=sender_from(
                 settings.mail_from, company=settings.company_name,
@@ -56,9 +77,11 @@ class Sending:
             ),
             signer=Signer(settings.secret_key),
             messenger=messenger or messenger_for(
-                settings.smtp_url, Path(settings.instance_path) / "outbox"
+                smtp_url, Path(settings.instance_path) / "outbox"
             ),
             policy=engine.Policy(timezone=settings.timezone, cap_count=count, cap_period=period),
+            lanes=lanes,
+            another_messenger=another,
         )
 
 
@@ -68,6 +91,12 @@ class Counts:
     refused: int = 0
     unknown: int = 0
     held: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.sent += other.sent
+        self.refused += other.refused
+        self.unknown += other.unknown
+        self.held += other.held
 
 
 @dataclass(frozen=True)
@@ -88,18 +117,23 @@ def run_due(
     """Take each claimed enrollment as far as it goes now, sending what is due."""
     counts = Counts()
     pending = list(enrollment_ids)
+    messengers = [sending.messenger]
     try:
         for _ in range(MAX_EMAILS_PER_ENROLLMENT_RUN):
             if not pending:
                 break
             with db.session_scope() as session:
                 ready = _plan_and_compose(session, pending, sending, clock(), counts)
-            pending = _hand_over(db, ready, sending, clock, counts)
+            wanted = min(sending.lanes, len(ready)) if sending.another_messenger else 1
+            while len(messengers) < wanted:
+                messengers.append(sending.another_messenger())  # type: ignore[misc]
+            pending = _hand_over_in_lanes(db, ready, messengers[:max(wanted, 1)], clock, counts)
         if pending:  # sent the most one run may: settled and released by the next claim
             with db.session_scope() as session:
                 engine.release_claims(session, pending)
     finally:
-        sending.messenger.close()
+        for messenger in messengers:
+            messenger.close()
     return counts
 
 
@@ -122,8 +156,31 @@ def _plan_and_compose(
     return ready
 
 
+def _hand_over_in_lanes(
+    db: Database, ready: list[Composed], messengers: list[Messenger],
+    clock: Callable[[], datetime], counts: Counts,
+) -> list[int]:
+    """Deal the emails out to the lanes (one per messenger), each handing its share over in a
+    thread of its own; the ids of enrollments to go on with. An error in one lane is raised
+    once every lane has ended."""
+    if len(messengers) == 1:
+        return _hand_over(db, ready, messengers[0], clock, counts)
+    shares = [(ready[lane::len(messengers)], messenger, Counts())
+              for lane, messenger in enumerate(messengers)]
+    with ThreadPoolExecutor(len(shares), thread_name_prefix="send-lane") as lanes:
+        futures = [lanes.submit(_hand_over, db, share, messenger, clock, lane_counts)
+                   for share, messenger, lane_counts in shares]
+        wait(futures)
+    for _, _, lane_counts in shares:
+        counts.add(lane_counts)
+    go_on: list[int] = []
+    for future in futures:
+        go_on.extend(future.result())  # raises a lane's error, after all have ended
+    return go_on
+
+
 def _hand_over(
-    db: Database, ready: list[Composed], sending: Sending, clock: Callable[[], datetime],
+    db: Database, ready: list[Composed], messenger: Messenger, clock: Callable[[], datetime],
     counts: Counts,
 ) -> list[int]:
     """Send each email after committing it as `sending`; the ids of enrollments to go on with.
@@ -143,7 +200,7 @@ def _hand_over(
                 go_on.append(item.enrollment_id)  # stopped since it was planned: settle it
                 continue
             try:
-                sending.messenger.send(item.email)
+                messenger.send(item.email)
             except SendRefused as exc:
                 _record_refused(db, item, exc, clock())
                 counts.refused += 1

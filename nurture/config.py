@@ -58,6 +58,7 @@ ENV_NAMES = (
     "NURTURE_MAIL_PROVIDER",
     "NURTURE_FREQUENCY_CAP",
     "NURTURE_SLA",
+    "NURTURE_SMTP_CONNECTIONS",
 )
 
 MAIL_PROVIDERS = ("none", "sendgrid", "mailgun", "postmark", "ses")
@@ -65,6 +66,12 @@ MAIL_PROVIDERS = ("none", "sendgrid", "mailgun", "postmark", "ses")
 
 DEFAULT_FREQUENCY_CAP = "2/P7D"
 """At most this many nurture emails per lead per period, across all sequences."""
+
+DEFAULT_SMTP_CONNECTIONS = 4
+"""SMTP connections each sending job keeps open, each handing its own emails over."""
+
+MAX_SMTP_CONNECTIONS = 32
+"""More would look like an attack to most relays."""
 
 DEFAULT_SLA = "PT1H"
 """Business time a rep has to act on a recycled lead before it escalates (NURTURE_SLA)."""
@@ -105,6 +112,7 @@ class Settings:
     mail_provider: str = "none"
     frequency_cap: tuple[int, timedelta] = (2, timedelta(days=7))
     sla: timedelta = timedelta(hours=1)
+    smtp_connections: int = DEFAULT_SMTP_CONNECTIONS
 
     @property
     def is_sqlite(self) -> bool:
@@ -155,6 +163,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                               MAIL_PROVIDERS),
         frequency_cap=_frequency_cap(get("NURTURE_FREQUENCY_CAP") or DEFAULT_FREQUENCY_CAP),
         sla=_sla(get("NURTURE_SLA") or DEFAULT_SLA),
+        smtp_connections=_count("NURTURE_SMTP_CONNECTIONS", get("NURTURE_SMTP_CONNECTIONS"),
+                                DEFAULT_SMTP_CONNECTIONS, MAX_SMTP_CONNECTIONS),
     )
 
 
@@ -204,6 +214,14 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise SettingsError(name, f"{value!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def _count(name: str, value: str | None, default: int, most: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise SettingsError(name, f"{value!r} is not a whole number from 1 to {most}")
+    return int(value)
 
 
 def _frequency_cap(value: str) -> tuple[int, timedelta]:

@@ -187,6 +187,8 @@ class SmtpSink:
         import threading
 
         self.messages: list[Any] = []
+        self.envelopes: list[tuple[Any, str, list[str]]] = []
+        """(client address, MAIL FROM, RCPT TOs) of each message kept."""
         self.refuse: str | None = None
         self._lock = threading.Lock()
 
@@ -197,6 +199,7 @@ class SmtpSink:
             return self.refuse
         with self._lock:
             self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+            self.envelopes.append((session.peer, envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 
     def by_header(self, name: str) -> dict[str, list[Any]]:

@@ -74,6 +74,9 @@ def test_a_full_valid_environment_is_accepted(tmp_path):
         ("SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(b"garbage").decode()),
         ("SES_SNS_TOPIC_ARNS", "arn:aws:sqs:eu-west-1:123456789012:q"),
         ("SES_SNS_CERTIFICATES", "/no/such/directory"),
+        ("NURTURE_SMTP_CONNECTIONS", "0"),
+        ("NURTURE_SMTP_CONNECTIONS", "33"),
+        ("NURTURE_SMTP_CONNECTIONS", "four"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):

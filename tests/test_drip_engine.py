@@ -306,6 +306,64 @@ def test_an_unsubscribe_during_the_batch_stops_an_email_already_queued(db, clock
     assert enrollment(db, first).step_id == "pause"
 
 
+def test_lanes_hand_a_batch_over_side_by_side_each_email_once(
+        db, clock, smtp_server, service_env):
+    """Without a messenger handed in, sending opens NURTURE_SMTP_CONNECTIONS connections and
+    deals the batch out to them: every email once, on its envelope, from several clients."""
+    sink, url = smtp_server
+    settings = with_secret_key(load_settings({**service_env, "SMTP_URL": url,
+                                              "NURTURE_SMTP_CONNECTIONS": "3"}))
+    sending = Sending.from_settings(settings)
+    assert sending.lanes == 3
+    setup_sequence(db, clock)
+    emails = [f"lead{n}@example.com" for n in range(10)]
+    enrollment_ids = [reject(db, clock, email=email) for email in emails]
+    counts = tick(db, clock, lambda: sending)
+    assert counts.sent == 10
+    assert sorted(m["To"].addresses[0].addr_spec for m in sink.messages) == emails
+    assert sorted(rcpt for _, _, rcpts in sink.envelopes for rcpt in rcpts) == emails
+    assert {mail_from for _, mail_from, _ in sink.envelopes} == {settings.mail_from.rpartition(
+        "<")[2].rstrip(">")}
+    assert len({peer for peer, _, _ in sink.envelopes}) == 3
+    with db.session_scope() as session:
+        assert set(session.execute(select(Message.status)).scalars()) == {MessageStatus.SENT}
+    assert {enrollment(db, e).step_id for e in enrollment_ids} == {"pause"}
+
+
+def test_an_error_in_one_lane_lets_the_others_finish_then_is_raised(db, clock, sending):
+    """A crash in one lane: that lane's email stays `sending` (then unknown); the other
+    lanes hand theirs over; the error reaches the job."""
+    sink, make = sending
+    setup_sequence(db, clock)
+    for n in range(6):
+        reject(db, clock, email=f"lead{n}@example.com")
+
+    class Crash(Exception):
+        pass
+
+    class Crashing:
+        def send(self, message):
+            raise Crash()
+
+        def close(self):
+            pass
+
+    lanes = make()
+    lanes.lanes = 3
+    extra = iter([Crashing(), make().messenger])
+    lanes.another_messenger = lambda: next(extra)
+    with db.session_scope() as session:
+        ids = claim_due(session, now=clock())
+    with pytest.raises(Crash):
+        run_due(db, ids, lanes, clock=clock)
+    with db.session_scope() as session:
+        statuses = sorted(session.execute(select(Message.status)).scalars())
+    # lane 2 crashed on its first email: that one `sending`, its other one still queued
+    assert statuses == sorted([MessageStatus.SENDING, MessageStatus.QUEUED]
+                              + [MessageStatus.SENT] * 4)
+    assert len(sink.messages) == 4
+
+
 def test_a_refusing_server_is_retried_with_backoff_and_sends_once(db, clock, sending):
     sink, make = sending
     setup_sequence(db, clock)
