@@ -56,6 +56,18 @@ DOCUMENT = {
 }
 
 
+class Crash(Exception):
+    """What a worker dying mid-handover looks like to the code after it: nothing more runs."""
+
+
+class CrashingMessenger:
+    def send(self, message):
+        raise Crash()
+
+    def close(self):
+        pass
+
+
 class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -202,16 +214,6 @@ def test_a_crash_while_sending_is_never_sent_twice(db, clock, sending):
     setup_sequence(db, clock)
     enrollment_id = reject(db, clock)
 
-    class Crash(Exception):
-        pass
-
-    class CrashingMessenger:
-        def send(self, message):
-            raise Crash()
-
-        def close(self):
-            pass
-
     with db.session_scope() as session:
         ids = claim_due(session, now=clock())
     crashing = make()
@@ -238,16 +240,6 @@ def test_a_crash_mid_batch_sends_the_rest_later_once_each(db, clock, sending):
     setup_sequence(db, clock)
     for n in range(4):
         reject(db, clock, email=f"lead{n}@example.com")
-
-    class Crash(Exception):
-        pass
-
-    class CrashingMessenger:
-        def send(self, message):
-            raise Crash()
-
-        def close(self):
-            pass
 
     with db.session_scope() as session:
         ids = claim_due(session, now=clock())
@@ -338,19 +330,9 @@ def test_an_error_in_one_lane_lets_the_others_finish_then_is_raised(db, clock, s
     for n in range(6):
         reject(db, clock, email=f"lead{n}@example.com")
 
-    class Crash(Exception):
-        pass
-
-    class Crashing:
-        def send(self, message):
-            raise Crash()
-
-        def close(self):
-            pass
-
     lanes = make()
     lanes.lanes = 3
-    extra = iter([Crashing(), make().messenger])
+    extra = iter([CrashingMessenger(), make().messenger])
     lanes.another_messenger = lambda: next(extra)
     with db.session_scope() as session:
         ids = claim_due(session, now=clock())
