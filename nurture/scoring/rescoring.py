@@ -36,7 +36,7 @@ from nurture.scoring import bulk
 from nurture.scoring.document import ScoringDocument
 from nurture.scoring.lifecycle import active_model, document_of
 from nurture.scoring.rules import EventFacts, fit_points, lead_facts, matching_rules
-from nurture.scoring.tally import CapBook, Part, Tally, UsageLoader
+from nurture.scoring.tally import DAY, CapBook, Part, Tally, UsageLoader, week_start
 
 DAY_S = 86_400.0
 
@@ -107,38 +107,54 @@ class _Lead:
 
 def _lock(session: Session, lead_id: int, model: ScoringModel, document: ScoringDocument,
           *, now: datetime) -> _Lead:
-    """Lock (creating it if need be) the lead's score, rebuilt if it was kept under another
-    model, its fit evaluated again if the profile changed since. The lead's row is locked
-    first, as every writer of a lead (and the handoff service) does: one lock order."""
-    lead = session.execute(
-        select(Lead).where(Lead.id == lead_id).with_for_update()
-    ).scalar_one()
+    """Lock (creating it if need be) the lead's score; see `_lock_many`."""
+    return _lock_many(session, [lead_id], model, document, now=now)[lead_id]
+
+
+def _lock_many(session: Session, lead_ids: list[int], model: ScoringModel,
+               document: ScoringDocument, *, now: datetime) -> dict[int, _Lead]:
+    """Lock (creating them if need be) the leads' scores, each rebuilt if it was kept under
+    another model, its fit evaluated again if the profile changed since. Lead rows are locked
+    first, then score rows, each in id order (every writer takes them in this order: no
+    deadlock); a batch of leads costs the same few statements as one."""
+    ids = sorted(lead_ids)
+    leads = {lead.id: lead for lead in session.execute(
+        select(Lead).where(one_of(session, Lead.id, ids)).order_by(Lead.id).with_for_update()
+    ).scalars()}
     session.execute(
-        insert_ignoring_conflicts(session, LeadScore, index_elements=["lead_id"])
-        .values(lead_id=lead_id, model_id=None, fit=0.0, decayed=0.0, steady=0.0,
-                updated_at=now)
+        insert_ignoring_conflicts(session, LeadScore, index_elements=["lead_id"]),
+        [{"lead_id": lead_id, "model_id": None, "fit": 0.0, "decayed": 0.0, "steady": 0.0,
+          "updated_at": now} for lead_id in ids],
     )
-    row = session.execute(
-        select(LeadScore).where(LeadScore.lead_id == lead_id)
-        .with_for_update().execution_options(populate_existing=True)
-    ).scalar_one()
-    if row.model_id != model.id:
-        return _rebuild(session, row, lead, model, document, now=now)
-    rows = {
-        r.rule: r for r in session.execute(
-            select(LeadScoreRule).where(LeadScoreRule.lead_id == lead_id)
-        ).scalars()
-    }
-    tally = Tally(
-        half_life_s=half_life_s(document), fit=row.fit, decayed=row.decayed,
-        decayed_at=row.decayed_at, steady=row.steady,
-        parts={name: Part(kind=r.kind, decays=r.decays, value=r.value, ref_at=r.ref_at,
-                          last_at=r.last_at) for name, r in rows.items()},
-    )
-    state = _Lead(row=row, lead=lead, tally=tally, rows=rows, ledger=[])
-    if row.fit_checked_at is None or lead.updated_at > row.fit_checked_at:
-        _refit(state, model, document, now=now)
-    return state
+    rows = {row.lead_id: row for row in session.execute(
+        select(LeadScore).where(one_of(session, LeadScore.lead_id, ids))
+        .order_by(LeadScore.lead_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalars()}
+    current = [lead_id for lead_id in ids if rows[lead_id].model_id == model.id]
+    rules: dict[int, dict[str, LeadScoreRule]] = defaultdict(dict)
+    if current:
+        for r in session.execute(
+            select(LeadScoreRule).where(one_of(session, LeadScoreRule.lead_id, current))
+        ).scalars():
+            rules[r.lead_id][r.rule] = r
+    states: dict[int, _Lead] = {}
+    for lead_id in ids:
+        row, lead = rows[lead_id], leads[lead_id]
+        if row.model_id != model.id:
+            states[lead_id] = _rebuild(session, row, lead, model, document, now=now)
+            continue
+        tally = Tally(
+            half_life_s=half_life_s(document), fit=row.fit, decayed=row.decayed,
+            decayed_at=row.decayed_at, steady=row.steady,
+            parts={name: Part(kind=r.kind, decays=r.decays, value=r.value, ref_at=r.ref_at,
+                              last_at=r.last_at) for name, r in rules[lead_id].items()},
+        )
+        state = states[lead_id] = _Lead(row=row, lead=lead, tally=tally,
+                                        rows=rules[lead_id], ledger=[])
+        if row.fit_checked_at is None or lead.updated_at > row.fit_checked_at:
+            _refit(state, model, document, now=now)
+    return states
 
 
 def _refit(state: _Lead, model: ScoringModel, document: ScoringDocument, *,
@@ -189,39 +205,61 @@ def _apply(state: _Lead, model: ScoringModel, document: ScoringDocument,
     return raised
 
 
-def _ledger_usage(session: Session, lead_id: int, model_id: int) -> UsageLoader:
-    def load(rule: str, start: datetime, end: datetime) -> float:
-        return float(session.execute(
-            select(func.coalesce(func.sum(func.abs(ScoreLedgerEntry.points)), 0.0))
-            .where(ScoreLedgerEntry.lead_id == lead_id, ScoreLedgerEntry.model_id == model_id,
-                   ScoreLedgerEntry.rule == rule, ScoreLedgerEntry.event_id.is_not(None),
-                   ScoreLedgerEntry.occurred_at >= start, ScoreLedgerEntry.occurred_at < end)
-        ).scalar_one())
-    return load
+def _ledger_usage(session: Session, lead_ids: list[int], model_id: int,
+                  events: list[EventFacts]) -> dict[int, UsageLoader]:
+    """What capped rules already gave each lead in the weeks of these events (one query)."""
+    if not events:
+        return {}
+    start = week_start(min(e.occurred_at for e in events))
+    end = week_start(max(e.occurred_at for e in events)) + 7 * DAY
+    given: dict[tuple[int, str], list[tuple[datetime, float]]] = defaultdict(list)
+    for lead_id, rule, points, at in session.execute(
+        select(ScoreLedgerEntry.lead_id, ScoreLedgerEntry.rule, ScoreLedgerEntry.points,
+               ScoreLedgerEntry.occurred_at)
+        .where(one_of(session, ScoreLedgerEntry.lead_id, lead_ids),
+               ScoreLedgerEntry.model_id == model_id, ScoreLedgerEntry.event_id.is_not(None),
+               ScoreLedgerEntry.occurred_at >= start, ScoreLedgerEntry.occurred_at < end)
+    ).tuples():
+        given[(lead_id, rule)].append((at, abs(points)))
+
+    def loader(lead_id: int) -> UsageLoader:
+        def load(rule: str, first: datetime, last: datetime) -> float:
+            return sum(p for at, p in given.get((lead_id, rule), ()) if first <= at < last)
+        return load
+
+    return {lead_id: loader(lead_id) for lead_id in lead_ids}
 
 
 def _save(session: Session, state: _Lead, *, now: datetime) -> None:
-    tally, row = state.tally, state.row
-    row.fit, row.decayed, row.decayed_at, row.steady = (
-        tally.fit, tally.decayed, tally.decayed_at, tally.steady)
-    row.updated_at = now
-    for name, part in tally.parts.items():
-        if not part.changed:
-            continue
-        existing = state.rows.get(name)
-        if existing is None:
-            existing = state.rows[name] = LeadScoreRule(lead_id=row.lead_id, rule=name)
-            session.add(existing)
-        existing.kind, existing.decays, existing.value = part.kind, part.decays, part.value
-        existing.ref_at, existing.last_at = part.ref_at, part.last_at
-        part.changed = False
-    if state.ledger:
+    _save_many(session, [state], now=now)
+
+
+def _save_many(session: Session, states: list[_Lead], *, now: datetime) -> None:
+    """Write the scores, their rule rows and the ledger entries back (statements batched)."""
+    ledger: list[dict[str, Any]] = []
+    for state in states:
+        tally, row = state.tally, state.row
+        row.fit, row.decayed, row.decayed_at, row.steady = (
+            tally.fit, tally.decayed, tally.decayed_at, tally.steady)
+        row.updated_at = now
+        for name, part in tally.parts.items():
+            if not part.changed:
+                continue
+            existing = state.rows.get(name)
+            if existing is None:
+                existing = state.rows[name] = LeadScoreRule(lead_id=row.lead_id, rule=name)
+                session.add(existing)
+            existing.kind, existing.decays, existing.value = part.kind, part.decays, part.value
+            existing.ref_at, existing.last_at = part.ref_at, part.last_at
+            part.changed = False
+        ledger.extend(state.ledger)
+        state.ledger = []
+    if ledger:
         session.execute(
             insert_ignoring_conflicts(session, ScoreLedgerEntry,
                                       index_elements=["model_id", "event_id", "rule"]),
-            state.ledger,
+            ledger,
         )
-        state.ledger = []
     session.flush()
 
 
@@ -282,16 +320,22 @@ def score_events(session: Session, first_id: int, last_id: int, *, now: datetime
     qualified = recycled = 0
     if model is not None:
         document = document_of(model)
-        for lead_id in sorted(by_lead):  # one lock order: no deadlock between two workers
-            state = _lock(session, lead_id, model, document, now=now)
-            events = sorted(event_facts(session, by_lead[lead_id]),
-                            key=lambda e: (e.occurred_at, e.id))
-            caps = CapBook(_ledger_usage(session, lead_id, model.id))
-            raised = _apply(state, model, document, events, caps, now=now)
-            _save(session, state, now=now)
-            if raised is not None and _qualifies(state, document, now=now):
+        lead_ids = sorted(by_lead)
+        states = _lock_many(session, lead_ids, model, document, now=now)
+        facts = event_facts(session, [r for lead_id in lead_ids for r in by_lead[lead_id]])
+        usage = _ledger_usage(session, lead_ids, model.id, facts)
+        events: dict[int, list[EventFacts]] = defaultdict(list)
+        for event in sorted(facts, key=lambda e: (e.occurred_at, e.id)):
+            events[event.lead_id].append(event)
+        raised = {lead_id: _apply(states[lead_id], model, document, events[lead_id],
+                                  CapBook(usage[lead_id]), now=now) for lead_id in lead_ids}
+        _save_many(session, list(states.values()), now=now)
+        for lead_id in lead_ids:
+            state = states[lead_id]
+            if raised[lead_id] is not None and _qualifies(state, document, now=now):
                 qualified += 1
-                recycled += _recycle(session, state, model, document, event=raised, now=now)
+                recycled += _recycle(session, state, model, document, event=raised[lead_id],
+                                     now=now)
     session.execute(
         update(EngagementEvent)
         .where(one_of(session, EngagementEvent.id, [r.id for r in rows]))
