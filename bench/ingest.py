@@ -328,7 +328,7 @@ def main() -> None:
         try:
             webhook_run(port, requests[:2])  # warm up: each gunicorn worker imports and connects
             with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("TRUNCATE engagement_events, suppressions RESTART IDENTITY")
+                conn.execute("TRUNCATE engagement_events, suppressions RESTART IDENTITY CASCADE")
             figures = webhook_run(port, requests)
         except RuntimeError:
             print((Path(tmp) / "serve.log").read_text()[-3000:])
