@@ -95,10 +95,37 @@ class Outgoing:
     lead: Lead
     step: EmailStep
     collateral: tuple[CollateralVersion, ...]
+    then: Then | None = None
+    """Where the enrollment goes once the email is sent, when only the clock decides it."""
 
     @property
     def message_id(self) -> int:
         return self.message.id
+
+
+@dataclass(frozen=True)
+class Then:
+    """The step after an email, when reaching it needs nothing but the clock: a wait (due
+    when it ends), an exit, or the sequence's end (`finish`: the status and the reason)."""
+
+    step_id: str | None
+    wait: WaitStep | None
+    finish: tuple[EnrollmentStatus, str] | None
+    zone: ZoneInfo
+
+
+def _then(document: SequenceDocument, step: EmailStep, zone: ZoneInfo) -> Then | None:
+    next_id = document.next_step_id(step.id)
+    if next_id is None:
+        return Then(None, None, (EnrollmentStatus.COMPLETED, "completed"), zone)
+    following = document.step(next_id)
+    if isinstance(following, ExitStep):
+        status = (EnrollmentStatus.COMPLETED if following.reason == "completed"
+                  else EnrollmentStatus.EXITED)
+        return Then(next_id, None, (status, following.reason), zone)
+    if isinstance(following, WaitStep):
+        return Then(next_id, following, None, zone)
+    return None  # a branch or an email: the next plan takes it there
 
 
 @dataclass(frozen=True)
@@ -391,7 +418,8 @@ def _email(
         enrollment.next_due_at = now  # due (it is claimed): after a crash, the lease frees it
     _resume(session, enrollment, now)
     return Outgoing(existing, enrollment, lead, step,
-                    tuple(versions[key] for key in step.collateral))
+                    tuple(versions[key] for key in step.collateral),
+                    _then(document, step, lead_zone(lead, document)))
 
 
 def _cap_frees_at(batch: Batch, lead_id: int, policy: Policy) -> datetime | None:
@@ -501,6 +529,63 @@ def mark_sending(
 def mark_sent(connection: Connection, sent: tuple[int, datetime]) -> None:
     """The messenger took this email: `sent`. The next plan moves its enrollment on."""
     connection.execute(_MARK_SENT, {"sent_id": sent[0], "sent_at_": sent[1]})
+
+
+_SETTLE_WHERE = (_enrollments.c.id == bindparam("enrollment"),
+                 _enrollments.c.status == EnrollmentStatus.ACTIVE.value,
+                 _enrollments.c.step_id == bindparam("email_step"))
+_WHEN = _enrollments.c.next_due_at.type
+_SETTLE_WAIT = update(_enrollments).where(*_SETTLE_WHERE).values(
+    step_id=bindparam("to_step"), step_started_at=bindparam("now_", type_=_WHEN),
+    next_due_at=bindparam("due", type_=_WHEN), claimed_until=None,
+)
+_SETTLE_FINISH = update(_enrollments).where(*_SETTLE_WHERE).values(
+    step_id=bindparam("to_step"), step_started_at=bindparam("now_", type_=_WHEN),
+    status=bindparam("finished_as"), exit_reason=bindparam("reason"),
+    finished_at=bindparam("now_", type_=_WHEN), next_due_at=None, claimed_until=None,
+)
+
+
+def settle_sent(connection: Connection, sent: list[Outgoing], *, now: datetime) -> set[int]:
+    """Move the enrollments of sent emails on to their wait or their end, as the next plan
+    would, without loading them again; their claims end. Returns the enrollments moved; the
+    others (a branch or an email next, or stopped meanwhile) are left to the next plan."""
+    waits, finishes = [], []
+    for item in sent:
+        then = item.then
+        if then is None:
+            continue
+        row = {"enrollment": item.enrollment.id, "email_step": item.step.id,
+               "to_step": then.step_id, "now_": now}
+        if then.wait is not None:
+            waits.append(row | {"due": wait_ends(then.wait, now, then.zone)})
+        elif then.finish is not None:
+            finishes.append(row | {"finished_as": then.finish[0].value,
+                                   "reason": then.finish[1]})
+    moved = 0
+    for statement, rows in ((_SETTLE_WAIT, waits), (_SETTLE_FINISH, finishes)):
+        if rows:
+            moved += connection.execute(statement, rows).rowcount
+    rows = waits + finishes
+    settled = {row["enrollment"] for row in rows}
+    if moved != len(rows):  # some stopped or moved meanwhile: keep those that went as asked
+        settled = {enrollment_id for enrollment_id, step_id in connection.execute(
+            select(_enrollments.c.id, _enrollments.c.step_id)
+            .where(_enrollments.c.id.in_(settled))
+        ).tuples() if any(r["enrollment"] == enrollment_id and r["to_step"] == step_id
+                          for r in rows)}
+    events = []
+    for row in rows:
+        if row["enrollment"] not in settled:
+            continue
+        events.append({"enrollment_id": row["enrollment"], "step_id": row["email_step"],
+                       "kind": "sent", "detail": None, "at": now})
+        if "finished_as" in row:
+            events.append({"enrollment_id": row["enrollment"], "step_id": row["to_step"],
+                           "kind": row["finished_as"], "detail": row["reason"], "at": now})
+    if events:
+        connection.execute(insert(EnrollmentEvent.__table__), events)
+    return settled
 
 
 def record_unknown(session: Session, message: Message, error: str, *, now: datetime) -> None:

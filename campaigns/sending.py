@@ -127,7 +127,13 @@ def run_due(
             wanted = min(sending.lanes, len(ready)) if sending.another_messenger else 1
             while len(messengers) < wanted:
                 messengers.append(sending.another_messenger())  # type: ignore[misc]
-            pending = _hand_over_in_lanes(db, ready, messengers[:max(wanted, 1)], clock, counts)
+            handed = _hand_over_in_lanes(db, ready, messengers[:max(wanted, 1)], clock, counts)
+            pending = handed.go_on
+            if any(item.then is not None for item in handed.sent):
+                with db.session_scope() as session:  # the common case: no plan again for it
+                    settled = engine.settle_sent(session.connection(), handed.sent, now=clock())
+                pending = [enrollment_id for enrollment_id in pending
+                           if enrollment_id not in settled]
         if pending:  # sent the most one run may: settled and released by the next claim
             with db.session_scope() as session:
                 engine.release_claims(session, pending)
@@ -156,13 +162,24 @@ def _plan_and_compose(
     return ready
 
 
+@dataclass
+class Handed:
+    """What handing a batch over came to: the enrollments to go on with, the emails sent."""
+
+    go_on: list[int] = field(default_factory=list)
+    sent: list[engine.Outgoing] = field(default_factory=list)
+
+    def add(self, other: Handed) -> None:
+        self.go_on.extend(other.go_on)
+        self.sent.extend(other.sent)
+
+
 def _hand_over_in_lanes(
     db: Database, ready: list[Composed], messengers: list[Messenger],
     clock: Callable[[], datetime], counts: Counts,
-) -> list[int]:
+) -> Handed:
     """Deal the emails out to the lanes (one per messenger), each handing its share over in a
-    thread of its own; the ids of enrollments to go on with. An error in one lane is raised
-    once every lane has ended."""
+    thread of its own. An error in one lane is raised once every lane has ended."""
     if len(messengers) == 1:
         return _hand_over(db, ready, messengers[0], clock, counts)
     shares = [(ready[lane::len(messengers)], messenger, Counts())
@@ -173,22 +190,23 @@ def _hand_over_in_lanes(
         wait(futures)
     for _, _, lane_counts in shares:
         counts.add(lane_counts)
-    go_on: list[int] = []
+    handed = Handed()
     for future in futures:
-        go_on.extend(future.result())  # raises a lane's error, after all have ended
-    return go_on
+        handed.add(future.result())  # raises a lane's error, after all have ended
+    return handed
 
 
 def _hand_over(
     db: Database, ready: list[Composed], messenger: Messenger, clock: Callable[[], datetime],
     counts: Counts,
-) -> list[int]:
-    """Send each email after committing it as `sending`; the ids of enrollments to go on with.
+) -> Handed:
+    """Send each email after committing it as `sending`.
 
     The statement that marks an email `sending` also marks the one before it `sent`: one
-    statement and one commit an email, on one connection held for the batch. Refusals and unknown outcomes are
-    recorded at once, in a transaction of their own."""
-    go_on: list[int] = []
+    statement and one commit an email, on one connection held for the batch. Refusals and
+    unknown outcomes are recorded at once, in a transaction of their own."""
+    handed = Handed()
+    go_on = handed.go_on
     delivered: tuple[int, datetime] | None = None  # handed over, not yet recorded `sent`
     with db.engine.connect() as connection:
         for item in ready:
@@ -210,12 +228,13 @@ def _hand_over(
                 counts.unknown += 1
             else:
                 delivered = (item.message_id, clock())
+                handed.sent.append(item.outgoing)
                 counts.sent += 1
             go_on.append(item.enrollment_id)
         if delivered is not None:
             engine.mark_sent(connection, delivered)
             connection.commit()
-    return go_on
+    return handed
 
 
 def _record_refused(db: Database, item: Composed, exc: SendRefused, now: datetime) -> None:
