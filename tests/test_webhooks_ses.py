@@ -53,7 +53,7 @@ def test_every_ses_record_kind_is_stored_and_matched_both_signature_versions(pro
              "Open": EventType.OPEN, "Click": EventType.CLICK,
              "DeliveryDelay": EventType.DEFERRED, "Reject": EventType.DROPPED,
              "Rendering Failure": EventType.DROPPED, "Bounce": EventType.BOUNCE,
-             "Complaint": EventType.SPAM_COMPLAINT}
+             "Complaint": EventType.SPAM_COMPLAINT, "Subscription": EventType.UNSUBSCRIBE}
     for index, kind in enumerate(kinds):
         signed = providers.sns.message(message=ses_record(kind), version=str(1 + index % 2))
         answer = post(providers, signed)
