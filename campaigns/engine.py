@@ -5,8 +5,9 @@ queries (`Batch`), then walks each one's steps (waits, branches, exits) without 
 call, stopping at an email that must be sent: it commits nothing itself, but leaves a
 `Message` row in `queued` (certainly not handed over). The caller commits that, then marks
 each message `sending` in a commit of its own *before* handing the email to the messenger,
-and records the outcome (`mark_sent`, `record_refused()`, `record_unknown()`); the next
-`plan()` moves a sent enrollment on. A message row exists once per (enrollment, step), so a
+and records the outcome (`mark_sent`, `record_refused()`, `record_unknown()`);
+`settle_sent()` moves a sent enrollment on to a wait or its end, and the next `plan()` takes
+it anywhere else. A message row exists once per (enrollment, step), so a
 step is sent at most once, whatever crashes or retries happen.
 """
 

@@ -2,11 +2,13 @@
 
 One round plans the whole batch in one transaction (`engine.plan`: each enrollment advanced
 as far as it goes, the emails due now left as `queued` rows) and composes those emails.
-Then, for each email, one commit marks it `sending` (and the email before it `sent`) and
-only then is the messenger called: the at-most-once guarantee. A crash leaves at most one
-row in `sending`, which the next run turns into `unknown` (reported, never re-sent); the
-`queued` rows it leaves are certainly unsent and go out later. The next round's plan moves
-the enrollments that sent on (to their wait, their exit, or a next email).
+Then, for each email, one statement and one commit mark it `sending` (and the email before
+it on the same SMTP connection `sent`), and only then is the messenger called: the
+at-most-once guarantee. Several SMTP connections ("lanes") hand a batch over side by side.
+A crash leaves at most one row in `sending` per lane, which the next run turns into
+`unknown` (reported, never re-sent); the `queued` rows it leaves are certainly unsent and go
+out later. Enrollments whose next step needs only the clock (a wait, an exit) are then moved
+on in one statement (`engine.settle_sent`); the next round's plan takes the others on.
 """
 
 from __future__ import annotations

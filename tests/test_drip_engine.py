@@ -298,6 +298,39 @@ def test_an_unsubscribe_during_the_batch_stops_an_email_already_queued(db, clock
     assert enrollment(db, first).step_id == "pause"
 
 
+def test_an_enrollment_stopped_right_after_its_email_left_is_not_moved_on(db, clock, sending):
+    """Moving the batch's enrollments on after their emails (settle_sent) leaves alone one
+    that was stopped meanwhile (here: its lead unsubscribed in the second after the email)."""
+    sink, make = sending
+    setup_sequence(db, clock)
+    stopped, going = (reject(db, clock, email=f"lead{n}@example.com") for n in range(2))
+    inner = make()
+
+    class StoppingMessenger:
+        def send(self, message):
+            inner.messenger.send(message)
+            if message["To"].endswith("<lead0@example.com>"):
+                with db.session_scope() as session:
+                    row = session.get(Enrollment, stopped)
+                    row.status, row.exit_reason = EnrollmentStatus.EXITED, "unsubscribed"
+
+        def close(self):
+            inner.messenger.close()
+
+    patched = make()
+    patched.messenger = StoppingMessenger()
+    with db.session_scope() as session:
+        ids = claim_due(session, now=clock())
+    assert run_due(db, ids, patched, clock=clock).sent == 2
+    left = enrollment(db, stopped)
+    assert (left.status, left.step_id, left.claimed_until) == (
+        EnrollmentStatus.EXITED, "hello", None)
+    moved = enrollment(db, going)
+    assert (moved.status, moved.step_id, moved.claimed_until) == (
+        EnrollmentStatus.ACTIVE, "pause", None)
+    assert moved.next_due_at == clock() + timedelta(seconds=10)
+
+
 def test_lanes_hand_a_batch_over_side_by_side_each_email_once(
         db, clock, smtp_server, service_env):
     """Without a messenger handed in, sending opens NURTURE_SMTP_CONNECTIONS connections and
