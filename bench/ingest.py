@@ -223,13 +223,15 @@ def raw_rows(batches: list[list[dict[str, Any]]], now: datetime) -> list[list[tu
 
 def raw_insert(dsn: str, batches: list[list[tuple[Any, ...]]], start: Any, results: Any) -> None:
     with psycopg.connect(dsn) as conn:
+        backend = psutil.Process(conn.info.backend_pid)
         start.wait()
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), cpu_seconds([backend])
         for rows in batches:
             with conn.cursor() as cursor:
                 cursor.executemany(RAW_INSERT, rows)
             conn.commit()
-        results.put((sum(len(r) for r in batches), time.perf_counter() - began))
+        results.put((sum(len(r) for r in batches), time.perf_counter() - began,
+                     cpu_seconds([backend]) - cpu))
 
 
 def raw_run(dsn: str, rows: list[list[tuple[Any, ...]]]) -> dict[str, Any]:
@@ -245,7 +247,8 @@ def raw_run(dsn: str, rows: list[list[tuple[Any, ...]]]) -> dict[str, Any]:
     outcomes = [results.get(timeout=600) for _ in workers]
     for worker in workers:
         worker.join()
-    return {"rows": sum(o[0] for o in outcomes), "seconds": time.perf_counter() - began}
+    return {"rows": sum(o[0] for o in outcomes), "seconds": time.perf_counter() - began,
+            "db_cpu": sum(o[2] for o in outcomes)}
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -270,6 +273,39 @@ def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[
         time.sleep(0.1)  # polling for readiness
     process.kill()
     raise RuntimeError("nurture serve did not answer /healthz")
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU of these processes (those gone meanwhile count as 0)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def server_processes(pid: int) -> list[psutil.Process]:
+    """`nurture serve` (the gunicorn master) and its workers."""
+    master = psutil.Process(pid)
+    return [master, *master.children(recursive=True)]
+
+
+def backend_cpu(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving `database` now (by its process title)."""
+    found = {}
+    for process in psutil.process_iter(["name", "cmdline"]):
+        title = " ".join(process.info["cmdline"] or ())
+        if process.info["name"] == "postgres" and f" {database} " in f" {title} ":
+            found[process.pid] = cpu_seconds([process])
+    return found
+
+
+def backend_cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the backends used between two snapshots (connections opened meanwhile from 0)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def stored_count(dsn: str, source: str) -> int:
@@ -329,7 +365,11 @@ def main() -> None:
             webhook_run(port, requests[:2])  # warm up: each gunicorn worker imports and connects
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("TRUNCATE engagement_events, suppressions RESTART IDENTITY CASCADE")
+            servers, name = server_processes(process.pid), make_url(url).database
+            web_cpu, db_cpu = cpu_seconds(servers), backend_cpu(name)
             figures = webhook_run(port, requests)
+            figures["web_cpu"] = cpu_seconds(servers) - web_cpu
+            figures["db_cpu"] = backend_cpu_spent(db_cpu, backend_cpu(name))
         except RuntimeError:
             print((Path(tmp) / "serve.log").read_text()[-3000:])
             raise
@@ -358,6 +398,12 @@ def main() -> None:
     print(f"   raw executemany, {CLIENTS} processes: {raw_rate:8.0f} rows/s "
           f"({raw['rows']:,} rows in {raw['seconds']:.1f} s)")
     print(f"   ratio stored / raw: {rate / raw_rate:.1%}")
+    web_ms, db_ms = (figures[k] / count * 1000 for k in ("web_cpu", "db_cpu"))
+    print(f"   CPU a batch: nurture serve {web_ms:.0f} ms, PostgreSQL {db_ms:.0f} ms "
+          f"(raw: PostgreSQL {raw['db_cpu'] / count * 1000:.0f} ms); the backends of this "
+          "database only")
+    print(f"   on {os.cpu_count()} cores left to it alone, that CPU would allow about "
+          f"{os.cpu_count() * BATCH / ((web_ms + db_ms) / 1000):.0f} events/s")
     print("   targets: >= 10,000 events/s {}; >= 50% of raw {}; p99 < 500 ms {}".format(
         "met" if rate >= 10_000 else "MISSED", "met" if rate >= raw_rate / 2 else "MISSED",
         "met" if p99 < 500 else "MISSED"))
