@@ -172,6 +172,10 @@ def render_email(
         raise TemplateProblem(f"{where}line {exc.lineno}: {exc.message}") from None
     except TemplateError as exc:  # SecurityError, UndefinedError…
         raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001  a marketer's expression failing for one lead
+        # (`{{ lead.company_size + 1 }}` without a company size): that email is held with
+        # the reason, never the whole batch stopped and retried forever
+        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
     return RenderedEmail(subject=rendered_subject, html=html, text=text)
 
 

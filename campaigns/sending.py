@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import Message as MimeMessage
 from functools import partial
@@ -101,18 +101,6 @@ class Counts:
         self.held += other.held
 
 
-@dataclass(frozen=True)
-class Composed:
-    """An email ready to hand over, and the rows it belongs to."""
-
-    message_id: int
-    enrollment_id: int
-    outgoing: engine.Outgoing
-    email: MimeMessage
-    subject: str
-    links: dict[str, Any]
-
-
 def run_due(
     db: Database, enrollment_ids: Iterable[int], sending: Sending, *, clock: Callable[[], datetime]
 ) -> Counts:
@@ -125,11 +113,13 @@ def run_due(
             if not pending:
                 break
             with db.session_scope() as session:
-                ready = _plan_and_compose(session, pending, sending, clock(), counts)
-            wanted = min(sending.lanes, len(ready)) if sending.another_messenger else 1
+                outgoing = engine.plan(session, pending, now=clock(), policy=sending.policy)
+                keys = _collateral_keys(session, outgoing)
+            wanted = min(sending.lanes, len(outgoing)) if sending.another_messenger else 1
             while len(messengers) < wanted:
                 messengers.append(sending.another_messenger())  # type: ignore[misc]
-            handed = _hand_over_in_lanes(db, ready, messengers[:max(wanted, 1)], clock, counts)
+            handed = _hand_over_in_lanes(db, Batch(outgoing, keys, sending, clock),
+                                         messengers[:max(wanted, 1)], counts)
             pending = handed.go_on
             if any(item.then is not None for item in handed.sent):
                 with db.session_scope() as session:  # the common case: no plan again for it
@@ -145,23 +135,17 @@ def run_due(
     return counts
 
 
-def _plan_and_compose(
-    session: Session, enrollment_ids: list[int], sending: Sending, now: datetime, counts: Counts
-) -> list[Composed]:
-    """One transaction: advance the batch, and compose each email due now (rows `queued`)."""
-    outgoing = engine.plan(session, enrollment_ids, now=now, policy=sending.policy)
-    keys = _collateral_keys(session, outgoing)
-    ready = []
-    for item in outgoing:
-        try:
-            email, subject, links = compose(item, keys, sending)
-        except TemplateProblem as exc:
-            engine.record_refused(session, item.message, item.enrollment, f"template: {exc}",
-                                  permanent=True, now=now)
-            counts.held += 1
-            continue
-        ready.append(Composed(item.message_id, item.enrollment.id, item, email, subject, links))
-    return ready
+@dataclass(frozen=True)
+class Batch:
+    """A planned batch's emails (rows `queued`, committed) and what composing them needs."""
+
+    outgoing: list[engine.Outgoing]
+    collateral_keys: dict[int, str]
+    sending: Sending
+    clock: Callable[[], datetime]
+
+    def share(self, lane: int, lanes: int) -> Batch:
+        return replace(self, outgoing=self.outgoing[lane::lanes])
 
 
 @dataclass
@@ -176,18 +160,17 @@ class Handed:
         self.sent.extend(other.sent)
 
 
-def _hand_over_in_lanes(
-    db: Database, ready: list[Composed], messengers: list[Messenger],
-    clock: Callable[[], datetime], counts: Counts,
-) -> Handed:
-    """Deal the emails out to the lanes (one per messenger), each handing its share over in a
-    thread of its own. An error in one lane is raised once every lane has ended."""
+def _hand_over_in_lanes(db: Database, batch: Batch, messengers: list[Messenger],
+                        counts: Counts) -> Handed:
+    """Deal the emails out to the lanes (one per messenger), each composing and handing its
+    share over in a thread of its own (while one waits for the relay or the database,
+    another composes). An error in one lane is raised once every lane has ended."""
     if len(messengers) == 1:
-        return _hand_over(db, ready, messengers[0], clock, counts)
-    shares = [(ready[lane::len(messengers)], messenger, Counts())
+        return _hand_over(db, batch, messengers[0], counts)
+    shares = [(batch.share(lane, len(messengers)), messenger, Counts())
               for lane, messenger in enumerate(messengers)]
     with ThreadPoolExecutor(len(shares), thread_name_prefix="send-lane") as lanes:
-        futures = [lanes.submit(_hand_over, db, share, messenger, clock, lane_counts)
+        futures = [lanes.submit(_hand_over, db, share, messenger, lane_counts)
                    for share, messenger, lane_counts in shares]
         wait(futures)
     for _, _, lane_counts in shares:
@@ -198,29 +181,33 @@ def _hand_over_in_lanes(
     return handed
 
 
-def _hand_over(
-    db: Database, ready: list[Composed], messenger: Messenger, clock: Callable[[], datetime],
-    counts: Counts,
-) -> Handed:
-    """Send each email after committing it as `sending`.
+def _hand_over(db: Database, batch: Batch, messenger: Messenger, counts: Counts) -> Handed:
+    """Compose each email and send it after committing it as `sending`.
 
     The statement that marks an email `sending` also marks the one before it `sent`: one
-    statement and one commit an email, on one connection held for the batch. Refusals and
-    unknown outcomes are recorded at once, in a transaction of their own."""
+    statement and one commit an email, on one connection held for the batch. Template
+    problems, refusals and unknown outcomes are recorded at once, in a transaction each."""
     handed = Handed()
     go_on = handed.go_on
+    clock = batch.clock
     delivered: tuple[int, datetime] | None = None  # handed over, not yet recorded `sent`
     with db.engine.connect() as connection:
-        for item in ready:
-            allowed = engine.mark_sending(connection, item.outgoing, item.subject, item.links,
-                                          sent=delivered)
+        for item in batch.outgoing:
+            try:
+                email, subject, links = compose(item, batch.collateral_keys, batch.sending)
+            except TemplateProblem as exc:
+                _record_refused(db, item, SendRefused(f"template: {exc}", permanent=True),
+                                clock())
+                counts.held += 1
+                continue
+            allowed = engine.mark_sending(connection, item, subject, links, sent=delivered)
             connection.commit()
             delivered = None
             if not allowed:
-                go_on.append(item.enrollment_id)  # stopped since it was planned: settle it
+                go_on.append(item.enrollment.id)  # stopped since it was planned: settle it
                 continue
             try:
-                messenger.send(item.email)
+                messenger.send(email)
             except SendRefused as exc:
                 _record_refused(db, item, exc, clock())
                 counts.refused += 1
@@ -230,25 +217,29 @@ def _hand_over(
                 counts.unknown += 1
             else:
                 delivered = (item.message_id, clock())
-                handed.sent.append(item.outgoing)
+                handed.sent.append(item)
                 counts.sent += 1
-            go_on.append(item.enrollment_id)
+            go_on.append(item.enrollment.id)
         if delivered is not None:
             engine.mark_sent(connection, delivered)
             connection.commit()
     return handed
 
 
-def _record_refused(db: Database, item: Composed, exc: SendRefused, now: datetime) -> None:
+def _record_refused(
+    db: Database, item: engine.Outgoing, exc: SendRefused, now: datetime
+) -> None:
     with db.session_scope() as session:
         message = session.get(Message, item.message_id)
-        enrollment = session.get(Enrollment, item.enrollment_id)
+        enrollment = session.get(Enrollment, item.enrollment.id)
         assert message is not None and enrollment is not None
         engine.record_refused(session, message, enrollment, str(exc),
                               permanent=exc.permanent, now=now)
 
 
-def _record_unknown(db: Database, item: Composed, exc: SendUnknown, now: datetime) -> None:
+def _record_unknown(
+    db: Database, item: engine.Outgoing, exc: SendUnknown, now: datetime
+) -> None:
     with db.session_scope() as session:
         message = session.get(Message, item.message_id)
         assert message is not None

@@ -322,6 +322,7 @@ def test_an_enrollment_stopped_right_after_its_email_left_is_not_moved_on(db, cl
     with db.session_scope() as session:
         ids = claim_due(session, now=clock())
     assert run_due(db, ids, patched, clock=clock).sent == 2
+    assert len(sink.messages) == 2
     left = enrollment(db, stopped)
     assert (left.status, left.step_id, left.claimed_until) == (
         EnrollmentStatus.EXITED, "hello", None)
@@ -329,6 +330,26 @@ def test_an_enrollment_stopped_right_after_its_email_left_is_not_moved_on(db, cl
     assert (moved.status, moved.step_id, moved.claimed_until) == (
         EnrollmentStatus.ACTIVE, "pause", None)
     assert moved.next_due_at == clock() + timedelta(seconds=10)
+
+
+def test_an_expression_failing_for_one_lead_holds_that_email_only(db, clock, sending):
+    """A subject valid for the sample lead fails for a lead without a company size: that
+    enrollment is held with the reason; the batch's other emails go out."""
+    sink, make = sending
+    document = copy.deepcopy(DOCUMENT)
+    document["stages"][0]["steps"][0]["subject"] = "{{ lead.company_size + 1 }} seats"
+    setup_sequence(db, clock, document)
+    held = reject(db, clock, email="nosize@example.com")
+    sized = reject(db, clock, email="sized@example.com",
+                   lead={"first_name": "Lee", "timezone": "UTC", "company_size": 40})
+    counts = tick(db, clock, make)
+    assert (counts.sent, counts.held) == (1, 1)
+    assert [m["Subject"] for m in sink.messages] == ["41 seats"]
+    stuck = enrollment(db, held)
+    assert stuck.status == EnrollmentStatus.HELD
+    assert "TypeError" in stuck.hold_reason
+    assert stuck.claimed_until is None
+    assert enrollment(db, sized).step_id == "pause"
 
 
 def test_lanes_hand_a_batch_over_side_by_side_each_email_once(
