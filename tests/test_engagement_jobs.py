@@ -63,3 +63,19 @@ def test_recent_events_are_left_to_their_own_job(app, db):
     connection = app.extensions["nurture.redis"]
     hand_on_unhandled_events(Tick(connection, db, "test", now))
     assert Queue("scoring", connection=connection).jobs == []
+
+
+def test_mailgun_tokens_are_forgotten_after_a_day(app, db):
+    from nurture.engagement.webhooks import check_mailgun_token
+    from nurture.models import MailgunToken
+    from workers.dispatcher import prune_tokens
+
+    now = utcnow()
+    with db.session_scope() as session:
+        check_mailgun_token(session, "old", now, "d", now=now - timedelta(days=2))
+        check_mailgun_token(session, "new", now, "d", now=now - timedelta(hours=1))
+    prune_tokens(Tick(app.extensions["nurture.redis"], db, "test", now))
+    with db.session_scope() as session:
+        from sqlalchemy import select
+
+        assert session.execute(select(MailgunToken.token)).scalars().all() == ["new"]

@@ -33,6 +33,7 @@ from campaigns.dispatch import claim_due
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engagement.handling import unhandled_ranges
+from nurture.engagement.webhooks import prune_mailgun_tokens
 from nurture.handoffs.delivery import due_notifications
 from nurture.handoffs.services import due_timers
 from nurture.scoring.rescoring import unfinished_rescores, unscored_ranges
@@ -165,10 +166,21 @@ def dispatch_sla_timers(tick: Tick) -> None:
         enqueue(tick.redis, "escalate_handoff", handoff_id)
 
 
+MAILGUN_TOKENS_KEPT = timedelta(days=1)
+"""Mailgun tokens are kept this long: far past their signature's 5 minutes, so a replay of
+one is still refused by its signature alone once the token is forgotten."""
+
+
+def prune_tokens(tick: Tick) -> None:
+    with tick.database.session_scope() as session:
+        prune_mailgun_tokens(session, received_before=tick.now - MAILGUN_TOKENS_KEPT)
+
+
 PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("heartbeat", timedelta(0), record_heartbeat),
     PeriodicTask("due_steps", timedelta(0), dispatch_due_steps),
     PeriodicTask("unhandled_events", timedelta(minutes=1), hand_on_unhandled_events),
+    PeriodicTask("mailgun_tokens", timedelta(hours=1), prune_tokens),
     PeriodicTask("unscored_events", timedelta(seconds=10), score_unscored_events),
     PeriodicTask("notifications", timedelta(0), dispatch_notifications),
     PeriodicTask("sla_timers", timedelta(0), dispatch_sla_timers),

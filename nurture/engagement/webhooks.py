@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from nurture.db import insert_ignoring_conflicts
@@ -72,6 +72,14 @@ def check_mailgun_token(
     if stored != event_digest:
         raise WebhookRefused(403, "this signature's token was used before for another event")
     return False
+
+
+def prune_mailgun_tokens(session: Session, *, received_before: datetime) -> int:
+    """Forget tokens received before then (their signatures expired long ago); how many."""
+    table = MailgunToken.__table__
+    return session.connection().execute(
+        delete(table).where(table.c.received_at < received_before)
+    ).rowcount
 
 
 def record_sns_subscription(
