@@ -236,3 +236,48 @@ def test_the_sessions_policy_sets_the_sla_of_recycles_made_through_it(db):
         handoff = services.recycle(session, lead_id, score=SCORE, model_version_id=None,
                                    qualifying_event_id=None, qualified_at=T0, now=T0)
         assert handoff.sla_due_at == T0 + timedelta(minutes=15)
+
+
+def test_a_flood_of_events_scored_concurrently_makes_one_handoff(db, count):
+    """10,000 events for one lead within a minute, scored by four workers at once."""
+    from nurture.clock import utcnow
+    from nurture.models import EngagementEvent
+    from nurture.scoring import rescoring
+    from nurture.scoring.lifecycle import ensure_default_model
+
+    make_rep(db, "rita@example.com")
+    now = utcnow()
+    lead_id = rejected_lead(db, "flood@example.com", rejected_at=now - timedelta(days=60))
+    with db.session_scope() as session:
+        lead = session.get(Lead, lead_id)
+        lead.title, lead.industry, lead.company_size, lead.country = (
+            "VP Sales", "software", 300, "DE")
+        ensure_default_model(session, now=now)
+        kinds = ("form_submit", "webinar_attended", "page_view", "meeting_booked")
+        session.execute(EngagementEvent.__table__.insert(), [
+            {"lead_id": lead_id, "type": kinds[n % 4], "source": "api",
+             "source_event_id": f"flood-{n}", "is_machine": False, "properties": {},
+             "url": "https://example.com/pricing",
+             "occurred_at": now - timedelta(seconds=60) + timedelta(milliseconds=6 * n),
+             "received_at": now} for n in range(10_000)])
+        first = session.execute(select(EngagementEvent.id).order_by(EngagementEvent.id)
+                                ).scalars().first()
+    errors = []
+
+    def score(start):
+        try:
+            with db.session_scope() as session:
+                rescoring.score_events(session, start, start + 2_499, now=utcnow())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=score, args=(first + 2_500 * i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert count(Handoff) == 1
+    assert count(HandoffNotification) == 2
+    with db.session_scope() as session:
+        assert session.get(Lead, lead_id).lifecycle_stage == "recycled_to_sales"
