@@ -13,7 +13,7 @@ from nurture.engagement import tracking as engagement
 from nurture.errors import NotFound
 from nurture.tracking.tokens import Signer
 from nurture.web import db_session, settings
-from nurture.web.handoff import hand_on
+from nurture.web.engagement import hand_on
 
 bp = Blueprint("tracking", __name__, template_folder="templates")
 

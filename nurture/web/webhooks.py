@@ -35,7 +35,7 @@ from nurture.engagement.webhooks import (
 from nurture.errors import InvalidInput
 from nurture.models import SnsSubscriptionStatus
 from nurture.web import db_session, read_body, settings
-from nurture.web.handoff import hand_on
+from nurture.web.engagement import hand_on
 from nurture.web.problems import problem
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")

@@ -10,7 +10,7 @@ from nurture.engagement.schemas import EventsIn
 from nurture.models import Role
 from nurture.web import db_session
 from nurture.web.api import bp, json_body, requires
-from nurture.web.handoff import hand_on
+from nurture.web.engagement import hand_on
 
 
 @bp.post("/events")

@@ -1,4 +1,4 @@
-"""After a request's events are committed: hand them to scoring through RQ."""
+"""After a request's engagement events are committed: hand them on (scoring, branches) via RQ."""
 
 from __future__ import annotations
 
