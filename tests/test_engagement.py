@@ -202,7 +202,6 @@ def test_hard_bounces_complaints_and_unsubscribes_suppress_and_stop_nurture(db):
     # their sequences are due now (the engine exits them: suppressed); the others wait
     assert {name for name, lead in leads.items() if due[lead] == NOW} == {"hard", "spam", "unsub"}
     with db.session_scope() as session:  # a redelivered complaint does not touch it again
-        session.execute(select(Enrollment)).scalars().first()
         assert store_events(session, [event(source_event_id="3", type=EventType.SPAM_COMPLAINT,
                                             nurture_message_id="m-spam")],
                             now=later).suppressed == ()
