@@ -57,7 +57,7 @@ START_TIMEOUT_S = 60.0
 FLOW_TIMEOUT_S = 30.0
 """Longest the test waits for something the engine does within seconds."""
 
-BATCH_TIMEOUT_S = 90.0
+BATCH_TIMEOUT_S = 180.0
 """Longest a fault test waits for its whole batch (400 emails) to be settled."""
 
 FAULT_LEADS = 200
