@@ -14,6 +14,11 @@ the end.
 
     .venv/bin/python bench/rescore.py                  # 1,000,000 leads, 10,000,000 events
     .venv/bin/python bench/rescore.py --leads 100000 --events 1000000
+    .venv/bin/python bench/rescore.py --live      # live scoring: jobs of 25 events, 25 leads
+
+3. `--live`: the cost per event of live scoring (`score_events`, what the `handle_engagement`
+   job runs), 40 jobs of 25 page views of the pricing page, each for a distinct lead, under
+   the default model: leads never scored, then the same leads again.
 """
 
 from __future__ import annotations
@@ -105,6 +110,41 @@ def _rescore(database: Database, model_id: int) -> tuple[float, int]:
     return time.perf_counter() - started, batches
 
 
+def _live(url: str) -> None:
+    from itertools import count
+
+    from nurture.engagement.ingest import IncomingEvent, store_events
+    from nurture.models import EventType, Lead, LifecycleStage
+    from nurture.scoring.rescoring import score_events
+
+    database = Database(url)
+    numbers = count()
+    now = utcnow()
+    with database.session_scope() as session:
+        lifecycle.ensure_default_model(session, now=now)
+        session.add_all(Lead(email=f"live{i}@x.example", title="Engineer", attributes={},
+                             lifecycle_stage=LifecycleStage.NURTURING, created_at=now,
+                             updated_at=now) for i in range(1000))
+        session.flush()
+        ids = list(session.execute(select(Lead.id).order_by(Lead.id)).scalars())
+    for label in ("leads never scored", "the same leads again"):
+        spent, events = 0.0, 0
+        for job in range(40):
+            with database.session_scope() as session:
+                stored = store_events(session, [
+                    IncomingEvent(source="api", source_event_id=f"l{next(numbers)}",
+                                  type=EventType.PAGE_VIEW, occurred_at=utcnow(), lead_id=lead,
+                                  url="https://x.example/pricing")
+                    for lead in ids[job * 25:job * 25 + 25]], now=utcnow())
+            started = time.perf_counter()
+            with database.session_scope() as session:
+                events += score_events(session, *stored.id_range, now=utcnow()).events
+            spent += time.perf_counter() - started
+        print(f"live scoring, {label}: {spent / events * 1000:.1f} ms per event "
+              f"({events} events in jobs of 25); load average {_load()}")
+    database.dispose()
+
+
 def _load() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -115,6 +155,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--skip-first", action="store_true",
                         help="time only the activation that replaces a model")
+    parser.add_argument("--live", action="store_true", help="only the live scoring cost")
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres")
     memory = psutil.virtual_memory().total / 2**30
@@ -123,6 +164,9 @@ def main() -> None:
     began = time.perf_counter()
     with scratch_database(server, prefix="nurture_bench") as url:
         upgrade_database(url)
+        if args.live:
+            _live(url)
+            return
         raw = make_url(url).set(drivername="postgresql").render_as_string(False)
         started = time.perf_counter()
         with psycopg.connect(raw, autocommit=True) as conn:
