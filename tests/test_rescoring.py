@@ -447,3 +447,22 @@ def test_the_set_based_re_score_equals_the_lead_by_lead_one(db, monkeypatch):
         assert [i["points"] for i in a["explanation"]] == pytest.approx(
             [i["points"] for i in b["explanation"]], abs=0.02)
     assert any(s["total"] != 0 for s in set_based.values())
+
+
+@pytest.mark.parametrize("keep", ["fit", "engagement"])
+def test_a_model_with_only_fit_or_only_engagement_rules_re_scores(db, keep):
+    document = {k: v for k, v in DOCUMENT.items()
+                if k in ("name", "half_life_days", "thresholds", keep)}
+    with db.session_scope() as session:
+        leads = [make_lead(session, f"l{i}@example.com") for i in range(3)]
+    store_and_score(db, [ev(lead, EventType.WEBINAR_ATTENDED) for lead in leads])
+    with db.session_scope() as session:
+        model = install(session, document)
+    while True:
+        with db.session_scope() as session:
+            if not rescore_batch(session, model.id, now=NOW):
+                break
+    expected = {"fit": (20, 0), "engagement": (0, 15)}[keep]
+    for lead in leads:
+        result = score(db, lead)
+        assert (result["fit"], result["engagement"]) == expected

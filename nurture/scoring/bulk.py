@@ -154,7 +154,7 @@ def rescore_leads(session: Session, model_id: int, document: ScoringDocument,
         update(LeadScore).where(LeadScore.lead_id == sums.c.lead_id)
         .values(fit=sums.c.fit, decayed=sums.c.decayed, steady=sums.c.steady)
     )
-    session.execute(text("DROP TABLE scoring_targets, scoring_events, scoring_given"))
+    session.execute(text("DROP TABLE IF EXISTS scoring_targets, scoring_events, scoring_given"))
     session.expire_all()
     return len(targets)
 

@@ -31,16 +31,16 @@ INSTALLATION = "installation"
 
 MAX_ID = 2**63 - 1
 
-_documents: dict[int, ScoringDocument] = {}
+_documents: dict[int, tuple[dict[str, Any], ScoringDocument]] = {}
 
 
 def document_of(model: ScoringModel) -> ScoringDocument:
-    """The model's document, parsed once per process (a stored version never changes)."""
-    parsed = _documents.get(model.id)
-    if parsed is None or parsed.name != model.name:
-        parsed = parse_document(model.document)
-        _documents[model.id] = parsed
-    return parsed
+    """The model's document, parsed once per process (a stored version never changes; the
+    stored document is compared, as ids are reused after a database is emptied)."""
+    cached = _documents.get(model.id)
+    if cached is None or cached[0] != model.document:
+        cached = _documents[model.id] = (model.document, parse_document(model.document))
+    return cached[1]
 
 
 def validate_document(data: Any) -> ScoringDocument:
