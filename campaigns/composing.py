@@ -64,8 +64,9 @@ def track_links(
     document = lxml.html.document_fromstring(html)
     destinations: dict[str, dict[str, Any]] = {}
     by_url: dict[str, int] = {}
-    for element, attribute, url, _ in list(document.iterlinks()):
-        if element.tag != "a" or attribute != "href":
+    for element in document.iter("a"):  # the HTML parser lowercases tags
+        url = element.get("href")
+        if url is None:
             continue
         if not url.startswith(TRACKED_SCHEMES) or url.startswith(untracked_prefixes):
             continue
