@@ -44,8 +44,27 @@ def test_every_client_type_is_stored_on_its_lead_and_a_retry_changes_nothing(api
     view = rows["e-page_view"]
     assert view.occurred_at.isoformat() == "2026-11-20T08:30:00+00:00"
     assert view.properties == {"url": "https://www.example.com/pricing"}
-    # the lead document is unchanged in shape (its events list is another issue's)
-    assert api.get(f"/api/v1/leads/{ada}").status_code == 200
+    # the lead document lists them, newest first, as its OpenAPI schema says
+    shown = api.get(f"/api/v1/leads/{ada}")
+    assert shown.status_code == 200
+    listed = shown.json["events"]
+    assert sorted(e["type"] for e in listed) == sorted(types)
+    assert [e["occurred_at"] for e in listed] == sorted(
+        (e["occurred_at"] for e in listed), reverse=True)
+    assert {(e["source"], e["is_machine"]) for e in listed} == {("api", False)}
+    assert next(e for e in listed if e["type"] == "page_view")["properties"] == {
+        "url": "https://www.example.com/pricing"}
+
+
+def test_the_lead_document_lists_its_latest_events_as_documented(api, client):
+    document = client.get("/api/v1/openapi.json").json
+    ada = lead_id(api)
+    events = [one(id=f"e-{n}", occurred_at=f"2026-11-20T0{n}:00:00Z") for n in range(3)]
+    assert api.post("/api/v1/events", json={"events": events}).status_code == 202
+    shown = api.get(f"/api/v1/leads/{ada}")
+    _check(document, "/leads/{lead_id}", "get", shown)
+    assert [e["occurred_at"] for e in shown.json["events"]] == [
+        "2026-11-20T02:00:00Z", "2026-11-20T01:00:00Z", "2026-11-20T00:00:00Z"]
 
 
 def test_any_offset_is_stored_as_its_instant(api, db):

@@ -19,6 +19,7 @@ from nurture.errors import NotFound
 from nurture.models import (
     Collateral,
     CollateralVersion,
+    EngagementEvent,
     Enrollment,
     Lead,
     LifecycleChange,
@@ -38,6 +39,9 @@ RECENT_ENROLLMENTS = 50
 
 RECENT_MESSAGES = 50
 """How many of the emails a lead received its document lists, newest first."""
+
+RECENT_EVENTS = 50
+"""How many of a lead's engagement events its document lists, newest first."""
 
 
 
@@ -229,8 +233,36 @@ def lead_document(session: Session, lead: Lead, *, new: bool = False) -> dict[st
         "messages": [] if new else messages_received(session, lead.id),
         "handoffs": [],
         "rejections": [rejection_document(r) for r in rejections],
-        "events": [],
+        "events": [] if new else recent_events(session, lead.id),
     }
+
+
+def recent_events(session: Session, lead_id: int) -> list[dict[str, Any]]:
+    """The lead's latest engagement, newest first: what happened, when, who told us, and
+    whether it looked like a machine's (scoring ignores those unless a rule says otherwise)."""
+    rows = session.execute(
+        select(EngagementEvent, Message.message_id)
+        .outerjoin(Message, Message.id == EngagementEvent.message_id)
+        .where(EngagementEvent.lead_id == lead_id)
+        .order_by(EngagementEvent.occurred_at.desc(), EngagementEvent.id.desc())
+        .limit(RECENT_EVENTS)
+    ).all()
+    return [
+        {
+            "id": event.id,
+            "type": event.type.value,
+            "occurred_at": _iso(event.occurred_at),
+            "source": event.source,
+            "message_id": message_id,
+            "url": event.url,
+            "collateral_version_id": event.collateral_version_id,
+            "bounce_class": event.bounce_class,
+            "is_machine": event.is_machine,
+            "machine_reason": event.machine_reason,
+            "properties": event.properties or {},
+        }
+        for event, message_id in rows
+    ]
 
 
 def messages_received(session: Session, lead_id: int) -> list[dict[str, Any]]:

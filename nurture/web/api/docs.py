@@ -39,6 +39,20 @@ class Rejection(Closed):
     rejected_at: datetime
 
 
+class LeadEvent(Closed):
+    id: int
+    type: str
+    occurred_at: datetime
+    source: str
+    message_id: str | None
+    url: str | None
+    collateral_version_id: int | None
+    bounce_class: str | None
+    is_machine: bool
+    machine_reason: str | None
+    properties: dict[str, Any]
+
+
 class Lead(Closed):
     id: int
     email: str
@@ -62,7 +76,7 @@ class Lead(Closed):
     messages: list[MessageReceived]
     handoffs: list[Handoff]
     rejections: list[Rejection]
-    events: list[dict[str, Any]]
+    events: list[LeadEvent]
 
 
 class Enrollment(Closed):
