@@ -112,6 +112,16 @@ def reject(db, clock, email="lead@example.com", lead=None, **kw):
         return intake.enrollment["id"]
 
 
+def crash_while_sending(db, clock, make_sending):
+    """A tick whose worker dies at its first handover."""
+    with db.session_scope() as session:
+        ids = claim_due(session, now=clock())
+    crashing = make_sending()
+    crashing.messenger = CrashingMessenger()
+    with pytest.raises(Crash):
+        run_due(db, ids, crashing, clock=clock)
+
+
 def tick(db, clock, make_sending):
     with db.session_scope() as session:
         ids = claim_due(session, now=clock())
@@ -214,12 +224,7 @@ def test_a_crash_while_sending_is_never_sent_twice(db, clock, sending):
     setup_sequence(db, clock)
     enrollment_id = reject(db, clock)
 
-    with db.session_scope() as session:
-        ids = claim_due(session, now=clock())
-    crashing = make()
-    crashing.messenger = CrashingMessenger()
-    with pytest.raises(Crash):
-        run_due(db, ids, crashing, clock=clock)
+    crash_while_sending(db, clock, make)
     with db.session_scope() as session:
         assert session.execute(select(Message.status)).scalar_one() == MessageStatus.SENDING
     clock.advance(minutes=11)  # the claim's lease has passed
@@ -241,12 +246,7 @@ def test_a_crash_mid_batch_sends_the_rest_later_once_each(db, clock, sending):
     for n in range(4):
         reject(db, clock, email=f"lead{n}@example.com")
 
-    with db.session_scope() as session:
-        ids = claim_due(session, now=clock())
-    crashing = make()
-    crashing.messenger = CrashingMessenger()
-    with pytest.raises(Crash):
-        run_due(db, ids, crashing, clock=clock)
+    crash_while_sending(db, clock, make)
     with db.session_scope() as session:
         statuses = sorted(session.execute(select(Message.status)).scalars())
     assert statuses == sorted([MessageStatus.SENDING] + [MessageStatus.QUEUED] * 3)
