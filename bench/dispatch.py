@@ -519,7 +519,7 @@ def profile(database: Database, database_url: str, workdir: Path) -> None:
         "engine.plan (the batch's state machine, queued rows)": ("campaigns/engine.py", "plan"),
         "sending.compose (render, track, inline CSS, MIME)": ("campaigns/sending.py", "compose"),
         "SmtpMessenger.send (flatten, smtplib)": ("campaigns/messengers.py", "send"),
-        "engine.mark_sending (one statement an email)": ("campaigns/engine.py", "mark_sending"),
+        "handover.mark_sending (one statement an email)": ("campaigns/handover.py", "mark_sending"),
         "commits (the driver's, all of them)": ("sqlalchemy/engine/base.py", "_commit_impl"),
         "  of all that, waiting on PostgreSQL (psycopg wait)": ("psycopg/connection.py", "wait"),
     }

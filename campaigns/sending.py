@@ -26,7 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import engine
+from campaigns import engine, handover
 from campaigns.composing import Sender, build_message, inline_css, sender_from, track_links
 from campaigns.messengers import (
     Messenger,
@@ -123,7 +123,7 @@ def run_due(
             pending = handed.go_on
             if any(item.then is not None for item in handed.sent):
                 with db.session_scope() as session:  # the common case: no plan again for it
-                    settled = engine.settle_sent(session.connection(), handed.sent, now=clock())
+                    settled = handover.settle_sent(session.connection(), handed.sent, now=clock())
                 pending = [enrollment_id for enrollment_id in pending
                            if enrollment_id not in settled]
         if pending:  # sent the most one run may: settled and released by the next claim
@@ -200,7 +200,7 @@ def _hand_over(db: Database, batch: Batch, messenger: Messenger, counts: Counts)
                                 clock())
                 counts.held += 1
                 continue
-            allowed = engine.mark_sending(connection, item, subject, links, sent=delivered)
+            allowed = handover.mark_sending(connection, item, subject, links, sent=delivered)
             connection.commit()
             delivered = None
             if not allowed:
@@ -221,7 +221,7 @@ def _hand_over(db: Database, batch: Batch, messenger: Messenger, counts: Counts)
                 counts.sent += 1
             go_on.append(item.enrollment.id)
         if delivered is not None:
-            engine.mark_sent(connection, delivered)
+            handover.mark_sent(connection, delivered)
             connection.commit()
     return handed
 
