@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from nurture.engagement.providers.sns import SubscriptionNotConfirmed
-from nurture.models import EventType, SnsSubscription
+from nurture.models import EventType, Role, SnsSubscription
 from tests.provider_signing import SNS_TOPIC_ARN, SnsSigner, fixture
 from tests.webhook_app import scoring_jobs, seed, stored_events, suppressed
 
@@ -89,6 +89,28 @@ def test_an_unreachable_subscribe_url_leaves_it_pending_for_the_admin(providers,
     with db.session_scope() as session:
         (row,) = session.execute(select(SnsSubscription)).scalars().all()
     assert (row.status.value, row.last_error) == ("pending", "connection refused")
+
+
+
+def test_the_admin_sees_subscriptions_pending_with_their_url_and_error(
+        providers, confirmations, api, client, make_token):
+    confirmations.fail = "connection refused"
+    pending = providers.sns.message("SubscriptionConfirmation")
+    post(providers, pending)
+    confirmations.fail = None
+    post(providers, providers.sns.message("SubscriptionConfirmation"))
+    listed = api.get("/api/v1/sns-subscriptions")
+    assert listed.status_code == 200
+    rows = listed.json["subscriptions"]
+    assert sorted(r["status"] for r in rows) == ["confirmed", "pending"]
+    waiting = next(r for r in rows if r["status"] == "pending")
+    assert (waiting["subscribe_url"], waiting["last_error"], waiting["topic_arn"]) == (
+        pending["SubscribeURL"], "connection refused", SNS_TOPIC_ARN)
+    marketer = make_token(Role.MARKETER)
+    refused = client.get("/api/v1/sns-subscriptions",
+                         headers={"Authorization": f"Bearer {marketer}"})
+    assert refused.status_code == 403
+    assert client.get("/api/v1/sns-subscriptions").status_code == 401
 
 
 def test_an_unsubscribe_confirmation_is_recorded(providers, db, confirmations):

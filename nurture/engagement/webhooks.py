@@ -117,3 +117,29 @@ def settle_sns_subscription(
     else:
         subscription.last_error = error[:MAX_ERROR]
     session.flush()
+
+
+RECENT_SNS_SUBSCRIPTIONS = 100
+"""How many SNS (un)subscription messages the admin's list shows, newest first."""
+
+
+def sns_subscriptions(session: Session) -> list[dict[str, object]]:
+    """The SNS (un)subscription messages received, newest first: what the admin checks when a
+    subscription could not be confirmed (its SubscribeURL, to open by hand, and the error)."""
+    rows = session.execute(
+        select(SnsSubscription)
+        .order_by(SnsSubscription.received_at.desc(), SnsSubscription.id.desc())
+        .limit(RECENT_SNS_SUBSCRIPTIONS)
+    ).scalars()
+    return [
+        {
+            "id": row.id, "topic_arn": row.topic_arn, "kind": row.kind,
+            "status": row.status.value, "subscribe_url": row.subscribe_url,
+            "last_error": row.last_error,
+            "received_at": row.received_at.isoformat().replace("+00:00", "Z"),
+            "confirmed_at": (row.confirmed_at.isoformat().replace("+00:00", "Z")
+                             if row.confirmed_at else None),
+        }
+        for row in rows
+    ]
+

@@ -289,6 +289,23 @@ class NurtureResult(Closed):
     routing: Routing
 
 
+class SnsSubscription(Closed):
+    id: int
+    topic_arn: str
+    kind: Literal["SubscriptionConfirmation", "UnsubscribeConfirmation"]
+    status: Literal["pending", "confirmed", "unsubscribed"]
+    subscribe_url: str | None
+    """Open it by hand to confirm a subscription still pending."""
+    last_error: str | None
+    """Why calling the SubscribeURL failed."""
+    received_at: datetime
+    confirmed_at: datetime | None
+
+
+class SnsSubscriptionList(Closed):
+    subscriptions: list[SnsSubscription]
+
+
 class EventsAccepted(Closed):
     accepted: int
     """Events stored now."""

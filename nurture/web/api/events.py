@@ -7,6 +7,7 @@ from typing import Any
 from nurture.clock import utcnow
 from nurture.engagement.events import record_client_events
 from nurture.engagement.schemas import EventsIn
+from nurture.engagement.webhooks import sns_subscriptions
 from nurture.models import Role
 from nurture.web import db_session
 from nurture.web.api import bp, json_body, requires
@@ -23,3 +24,11 @@ def record_events() -> Any:
     session.commit()
     hand_on(stored)
     return {"accepted": stored.accepted, "duplicates": stored.duplicates}, 202
+
+
+@bp.get("/sns-subscriptions")
+@requires(Role.ADMIN)
+def list_sns_subscriptions() -> Any:
+    """Amazon SNS (un)subscription messages, newest first, confirmed or still pending."""
+    return {"subscriptions": sns_subscriptions(db_session())}
+

@@ -75,6 +75,7 @@ def openapi_document() -> dict[str, Any]:
             (docs.CollateralDetail, "serialization"),
             (EventsIn, "validation"),
             (docs.EventsAccepted, "serialization"),
+            (docs.SnsSubscriptionList, "serialization"),
             (HandoffRejectIn, "validation"),
             (ScoringDocument, "validation"),
             (BacktestIn, "validation"),
@@ -184,6 +185,19 @@ def openapi_document() -> dict[str, Any]:
                         "202": _json("EventsAccepted", "stored (or stored before)"),
                         **_problems(*WRITE_ERRORS),
                     },
+                },
+            },
+            "/sns-subscriptions": {
+                "get": {
+                    "operationId": "listSnsSubscriptions",
+                    "summary": "Amazon SNS (un)subscription messages received, newest first",
+                    "description": (
+                        "A SubscriptionConfirmation is confirmed by calling its SubscribeURL "
+                        "when it arrives; one that could not be is `pending`, with the error "
+                        "and the URL to open by hand. Admins only."
+                    ),
+                    "responses": {"200": _json("SnsSubscriptionList", "the subscriptions"),
+                                  **_problems(401, 403)},
                 },
             },
             **_sequence_paths(),
