@@ -84,6 +84,9 @@ def _broken(path_setter):
      "engagement[0].event[0]", "must be one of"),
     (_broken(lambda d: d["engagement"][1].update(rule=d["engagement"][0]["rule"])),
      "body", "used twice"),
+    (_broken(lambda d: d.update(name="\x00")), "body", "NUL character (U+0000) at name"),
+    (_broken(lambda d: d["fit"][0]["when"][0].update(value="a\x00b")),
+     "body", "NUL character (U+0000) at fit[0].when[0].value"),
 ])
 def test_an_invalid_document_is_422_naming_the_path_and_nothing_is_stored(
         tokens, count, document, path, message):
