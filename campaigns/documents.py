@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from nurture.fields import normalize_country, normalize_timezone
+from nurture.fields import forbid_nul_in_json, normalize_country, normalize_timezone
 from nurture.models import RejectionReason
 
 MAX_WAIT = timedelta(days=400)
@@ -181,6 +181,14 @@ class SendWindow(Closed):
 
 class SequenceDocument(Closed):
     """A whole sequence, as imported, exported and stored in each version."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """PostgreSQL's text and JSONB cannot hold U+0000: refused here, with its path,
+        rather than failing on insert."""
+        forbid_nul_in_json(data)
+        return data
 
     key: Key
     name: Name

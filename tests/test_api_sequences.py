@@ -176,6 +176,7 @@ def _edit(path_fn):
         (lambda d: d.update(entry={"reasons": ["meh"]}), "entry.reasons[0]", "must be one of"),
         (lambda d: d.update(stages=[]), "stages", "at least 1"),
         (lambda d: d.update(colour="red"), "colour", "unknown field"),
+        (lambda d: d.update(name="Bad\x00name"), "body", "NUL character (U+0000) at name"),
     ],
 )
 def test_invalid_documents_are_422_naming_the_path(marketer, db, count, edit, path, fragment):
