@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from campaigns.collateral import collateral_problems
 from campaigns.documents import EmailStep, SequenceDocument, check_structure, version_document
 from campaigns.rendering import TemplateStore, check_template, make_environment
+from nurture.clock import iso
 from nurture.errors import Conflict, InvalidInput, NotFound
 from nurture.fields import field_errors
 from nurture.models import (
@@ -208,7 +209,7 @@ def sequence_summary(
         "priority": sequence.priority,
         "latest_version": latest.version if latest else None,
         "active_version": active.version if active else None,
-        "updated_at": sequence.updated_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": iso(sequence.updated_at),
         "paused_steps": paused,
     }
 

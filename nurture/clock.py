@@ -7,3 +7,8 @@ from datetime import UTC, datetime
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """An instant as the API writes it: ISO 8601 in UTC with `Z` (None stays None)."""
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from nurture.clock import iso
 from nurture.db import insert_ignoring_conflicts
 from nurture.engagement import machine
 from nurture.engagement.ingest import IncomingEvent, Stored, store_events
@@ -136,9 +137,7 @@ def sns_subscriptions(session: Session) -> list[dict[str, object]]:
             "id": row.id, "topic_arn": row.topic_arn, "kind": row.kind,
             "status": row.status.value, "subscribe_url": row.subscribe_url,
             "last_error": row.last_error,
-            "received_at": row.received_at.isoformat().replace("+00:00", "Z"),
-            "confirmed_at": (row.confirmed_at.isoformat().replace("+00:00", "Z")
-                             if row.confirmed_at else None),
+            "received_at": iso(row.received_at), "confirmed_at": iso(row.confirmed_at),
         }
         for row in rows
     ]

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.handoffs.notifications import iso
+from nurture.clock import iso
 from nurture.models import Handoff, HandoffEvent, HandoffNotification, Lead, NotificationAttempt
 
 

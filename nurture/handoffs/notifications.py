@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from nurture.clock import iso
 from nurture.models import (
     Handoff,
     HandoffNotification,
@@ -36,8 +37,6 @@ def new_notifications(session: Session) -> list[int]:
     return session.info.pop(_NEW, [])
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def jsonable(value: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.clock import iso as _iso
 from nurture.db import insert_ignoring_conflicts
 from nurture.errors import NotFound
 from nurture.models import (
@@ -319,5 +320,3 @@ def enrollment_document(enrollment: Enrollment, sequence: Sequence) -> dict[str,
     }
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None

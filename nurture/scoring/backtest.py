@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.clock import iso as _iso
 from nurture.errors import NotFound
 from nurture.models import (
     Backtest,
@@ -254,7 +255,3 @@ def backtest_document(backtest: Backtest) -> dict[str, Any]:
         "result": backtest.result,
         "error": backtest.error,
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None

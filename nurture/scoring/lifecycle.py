@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.accounts.services import Actor
+from nurture.clock import iso as _iso
 from nurture.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nurture.fields import field_errors
 from nurture.models import (
@@ -237,7 +238,3 @@ def model_summary(session: Session, model: ScoringModel, *, with_document: bool 
     if with_document:
         summary["document"] = model.document
     return summary
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from nurture.clock import iso as _iso
 from nurture.db import insert_ignoring_conflicts, one_of
 from nurture.handoffs.services import recycle
 from nurture.models import (
@@ -454,6 +455,4 @@ def ledger_of(session: Session, lead_id: int, *, limit: int = 100) -> list[dict[
              "recorded_at": _iso(e.recorded_at)} for e, version in rows]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 

@@ -19,7 +19,7 @@ from campaigns.schemas import (
     ReviewIn,
 )
 from campaigns.uploads import MAX_UPLOAD_BYTES, store_upload
-from nurture.clock import utcnow
+from nurture.clock import iso, utcnow
 from nurture.fields import field_errors
 from nurture.models import Collateral, CollateralVersion, Role
 from nurture.web import db_session, settings
@@ -43,7 +43,7 @@ def version_document(version: CollateralVersion, key: str) -> dict[str, Any]:
         "industries": version.industries,
         "expires_on": version.expires_on.isoformat() if version.expires_on else None,
         "status": version.status.value,
-        "created_at": version.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso(version.created_at),
     }
 
 
@@ -114,7 +114,7 @@ def get_collateral(key: str) -> Any:
                 "history": [
                     {"from": t.from_status.value if t.from_status else None,
                      "to": t.to_status.value, "by": t.actor_email, "comment": t.comment,
-                     "at": t.at.isoformat().replace("+00:00", "Z")}
+                     "at": iso(t.at)}
                     for t in service.history(session, v.id)
                 ],
             }
