@@ -223,3 +223,28 @@ def smtp_server() -> Iterator[tuple[SmtpSink, str]]:
         yield sink, f"smtp://127.0.0.1:{controller.port}"
     finally:
         controller.stop()
+
+
+@pytest.fixture()
+def receiver() -> Iterator[Any]:
+    """A CRM's webhook endpoint on a loopback port (tests/test_handoff_delivery.py's Receiver):
+    it records what it receives and checks the signature; tests make it fail or hang."""
+    from tests.test_handoff_delivery import Receiver
+
+    crm = Receiver()
+    crm.thread.start()
+    yield crm
+    crm.release.set()
+    crm.server.shutdown()
+    crm.server.server_close()
+
+
+@pytest.fixture()
+def crm_env(monkeypatch: pytest.MonkeyPatch, service_env: dict[str, str], receiver: Any) -> None:
+    """What a worker process would read: the test services and the CRM receiver."""
+    from tests.test_handoff_delivery import SECRET
+
+    for name, value in {**service_env, "CRM_WEBHOOK_URL": receiver.url,
+                        "CRM_WEBHOOK_SECRET": SECRET}.items():
+        monkeypatch.setenv(name, value)
+

@@ -72,16 +72,6 @@ class Receiver:
 
 
 @pytest.fixture()
-def receiver():
-    crm = Receiver()
-    crm.thread.start()
-    yield crm
-    crm.release.set()
-    crm.server.shutdown()
-    crm.server.server_close()
-
-
-@pytest.fixture()
 def clock():
     return Clock(T0)
 

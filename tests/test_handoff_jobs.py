@@ -5,34 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from rq import SimpleWorker
 from sqlalchemy import select
 
 from nurture.clock import utcnow
 from nurture.models import Handoff, HandoffEvent, HandoffNotification, NotificationStatus
-from tests.test_handoff_delivery import SECRET, Receiver
 from tests.test_handoffs import make_rep, recycle, rejected_lead
 from workers.dispatcher import Tick, dispatch_notifications, dispatch_sla_timers
 from workers.notifying import enqueue_notifications
 from workers.queues import all_queues
-
-
-@pytest.fixture()
-def receiver():
-    crm = Receiver()
-    crm.thread.start()
-    yield crm
-    crm.server.shutdown()
-    crm.server.server_close()
-
-
-@pytest.fixture()
-def job_env(monkeypatch, service_env, receiver):
-    """What a worker process would read: the test services and the CRM receiver."""
-    for name, value in {**service_env, "CRM_WEBHOOK_URL": receiver.url,
-                        "CRM_WEBHOOK_SECRET": SECRET}.items():
-        monkeypatch.setenv(name, value)
 
 
 def work(redis):
@@ -45,7 +26,7 @@ def statuses(db):
                       session.execute(select(HandoffNotification)).scalars())
 
 
-def test_notifications_enqueued_after_the_commit_are_delivered_by_a_worker(app, db, job_env,
+def test_notifications_enqueued_after_the_commit_are_delivered_by_a_worker(app, db, crm_env,
                                                                            receiver):
     redis = app.extensions["nurture.redis"]
     make_rep(db, "rita@example.com")
@@ -59,7 +40,7 @@ def test_notifications_enqueued_after_the_commit_are_delivered_by_a_worker(app, 
     assert receiver.verified()["handoff_id"] == handoff_id
 
 
-def test_the_dispatcher_finds_what_redis_lost_and_due_retries(app, db, job_env, receiver):
+def test_the_dispatcher_finds_what_redis_lost_and_due_retries(app, db, crm_env, receiver):
     redis = app.extensions["nurture.redis"]
     make_rep(db, "rita@example.com")
     recycle(db, rejected_lead(db), now=utcnow())  # never enqueued: as if Redis lost the jobs
@@ -81,7 +62,7 @@ def test_the_dispatcher_finds_what_redis_lost_and_due_retries(app, db, job_env, 
     assert receiver.verified(0)["id"] == receiver.verified(1)["id"]
 
 
-def test_the_dispatcher_fires_due_sla_timers(app, db, job_env):
+def test_the_dispatcher_fires_due_sla_timers(app, db, crm_env):
     redis = app.extensions["nurture.redis"]
     make_rep(db, "rita@example.com")
     handoff_id, _ = recycle(db, rejected_lead(db), now=utcnow() - timedelta(days=7))

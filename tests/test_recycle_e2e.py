@@ -10,7 +10,6 @@ import json
 import time
 from datetime import timedelta
 
-import pytest
 from rq import SimpleWorker
 from sqlalchemy import select
 
@@ -20,7 +19,6 @@ from tests.conftest import Api
 from tests.provider_signing import fixture, mailgun_request
 from tests.test_api_handoffs import user_token
 from tests.test_api_sequences import make_collateral
-from tests.test_handoff_delivery import SECRET, Receiver
 from tests.test_handoffs import make_rep
 from tests.test_routing import sequence
 from tests.test_scoring_models import DOCUMENT
@@ -31,29 +29,13 @@ LEAD = {"email": "vera@example.com", "first_name": "Vera", "title": "VP Engineer
         "industry": "software", "company_size": 300, "country": "DE", "company": "Acme"}
 
 
-@pytest.fixture()
-def receiver():
-    crm = Receiver()
-    crm.thread.start()
-    yield crm
-    crm.server.shutdown()
-    crm.server.server_close()
-
-
-@pytest.fixture()
-def worker_env(monkeypatch, service_env, receiver):
-    for name, value in {**service_env, "CRM_WEBHOOK_URL": receiver.url,
-                        "CRM_WEBHOOK_SECRET": SECRET}.items():
-        monkeypatch.setenv(name, value)
-
-
 def work(app):
     redis = app.extensions["nurture.redis"]
     SimpleWorker(all_queues(redis), connection=redis).work(burst=True, logging_level="WARNING")
 
 
 def test_a_rejected_lead_qualifies_goes_back_to_sales_and_is_rejected_again(
-        app, client, db, make_token, providers, receiver, worker_env):
+        app, client, db, make_token, providers, receiver, crm_env):
     admin = Api(client, make_token(Role.ADMIN, "admin"))
     marketer = Api(client, make_token(Role.MARKETER, "marketer"))
     sales = Api(client, make_token(Role.SALES_APPROVER, "sales"))
