@@ -19,7 +19,7 @@ from nurture.engagement.handling import handle_events
 from nurture.handoffs.notifications import new_notifications
 from nurture.handoffs.policy import RecyclePolicy
 from nurture.handoffs.services import use_policy
-from nurture.scoring import backtest, rescoring
+from nurture.scoring import backtest, live, rescoring
 from workers import notifying
 
 _DATABASES: dict[tuple[int, str], Database] = {}
@@ -53,7 +53,7 @@ def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
         now = utcnow()
         use_policy(session, RecyclePolicy(sla=settings.sla))
         handled = handle_events(session, first_id, last_id, now=now)
-        rescoring.score_events(session, first_id, last_id, now=now)  # the scoring hook
+        live.score_events(session, first_id, last_id, now=now)  # the scoring hook
         made = new_notifications(session)
     notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
     return asdict(handled)
@@ -65,7 +65,7 @@ def score_events(first_id: int, last_id: int) -> dict[str, int]:
     database = process_database(settings.database_url)
     with database.session_scope() as session:
         use_policy(session, RecyclePolicy(sla=settings.sla))
-        scored = rescoring.score_events(session, first_id, last_id, now=utcnow())
+        scored = live.score_events(session, first_id, last_id, now=utcnow())
         made = new_notifications(session)
     notifying.announce(made)
     return asdict(scored)

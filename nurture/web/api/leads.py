@@ -15,7 +15,8 @@ from nurture.handoffs.services import lead_handoffs
 from nurture.leads import services
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.models import Lead, Role
-from nurture.scoring.rescoring import lead_score, refresh_fit
+from nurture.scoring.live import refresh_fit
+from nurture.scoring.rescoring import lead_score
 from nurture.web import db_session
 from nurture.web.api import bp, json_body, requires
 from nurture.web.problems import ProblemError
