@@ -10,9 +10,12 @@ Data: LEADS leads with varied profiles and EVENTS engagement events spread over 
 (page views of pricing, blog and careers pages, opens, clicks, downloads, webinars, some
 unsubscribes, 2% flagged as machine), generated in SQL, on a fresh PostgreSQL database created
 on the server of DATABASE_URL (default postgresql://postgres@127.0.0.1/postgres), dropped at
-the end.
+the end; or, with `--db NAME`, in the database NAME, generated once and kept: a later run with
+the same `--db NAME` (and sizes) reuses the data and first empties what scoring wrote (scores,
+rule rows, ledger, models, backtests), so runs repeat.
 
     .venv/bin/python bench/rescore.py                  # 1,000,000 leads, 10,000,000 events
+    .venv/bin/python bench/rescore.py --db nurture_bench_scoring --skip-first   # kept
     .venv/bin/python bench/rescore.py --leads 100000 --events 1000000
     .venv/bin/python bench/rescore.py --live      # live scoring: jobs of 25 events, 25 leads
 
@@ -27,7 +30,11 @@ import argparse
 import copy
 import os
 import platform
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import psutil
@@ -36,6 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from nurture.clock import utcnow
+from nurture.config import load_settings
 from nurture.db import Database
 from nurture.migrate import upgrade_database
 from nurture.models import ApprovalRole, LeadScore, ScoreLedgerEntry, ScoringApproval
@@ -149,12 +157,152 @@ def _load() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+class CpuMeter:
+    """CPU seconds spent by this process (and its children) and by the PostgreSQL backends of
+    one database, with their parallel workers, between `start()` and `stop()`.
+
+    Backends are found by their process title (`postgres: [CLUSTER:] USER DATABASE …`,
+    `parallel worker for PID N`) and sampled every 0.1 s: a parallel worker that lives less than that is
+    missed (it undercounts, never overcounts)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self._seen: dict[int, float] = {}
+        self._base: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._python = 0.0
+
+    def _backends(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        leaders: set[int] = set()
+        workers: dict[int, tuple[int, float]] = {}
+        for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+            title = " ".join(proc.info["cmdline"] or [])
+            times = proc.info["cpu_times"]
+            if not title.startswith("postgres: ") or times is None:
+                continue
+            spent = times.user + times.system
+            parts = title.split()[1:]
+            if parts and parts[0].endswith(":"):  # the cluster's name (Debian: `15/main:`)
+                parts = parts[1:]
+            if len(parts) > 1 and parts[1] == self.database:
+                found[proc.pid] = spent
+                leaders.add(proc.pid)
+            elif "parallel worker for PID" in title:
+                workers[proc.pid] = (int(parts[-1]), spent)
+        for pid, (leader, spent) in workers.items():
+            if leader in leaders:
+                found[pid] = spent
+        return found
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for pid, spent in self._backends().items():
+                self._seen[pid] = spent
+            self._stop.wait(0.1)
+
+    @staticmethod
+    def _own() -> float:
+        me = psutil.Process()
+        times = me.cpu_times()
+        spent = times.user + times.system + times.children_user + times.children_system
+        for child in me.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            spent += child_times.user + child_times.system
+        return spent
+
+    def start(self) -> CpuMeter:
+        self._base = self._backends()
+        self._seen = dict(self._base)
+        self._python = self._own()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> str:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        for pid, spent in self._backends().items():
+            self._seen[pid] = spent
+        postgres = sum(spent - self._base.get(pid, 0.0) for pid, spent in self._seen.items())
+        python = self._own() - self._python
+        return f"CPU: PostgreSQL {postgres:.1f} s, Python {python:.1f} s"
+
+
+DATASET_SQL = """
+CREATE TABLE IF NOT EXISTS bench_dataset (leads bigint NOT NULL, events bigint NOT NULL,
+                                          generated_at timestamptz NOT NULL)
+"""
+
+RESET_SQL = """
+TRUNCATE lead_score_rules, lead_scores, score_ledger, scoring_backtests, scoring_approvals,
+         scoring_models
+"""
+"""What a run writes (the generated leads and events stay)."""
+
+
+def _admin_url(server: str) -> str:
+    url = make_url(load_settings({"DATABASE_URL": server}).database_url)
+    return url.set(drivername="postgresql", database="postgres").render_as_string(False)
+
+
+@contextmanager
+def _bench_database(server: str, name: str | None) -> Iterator[str]:
+    """The database to run in: a scratch one (dropped after), or NAME, created if missing and
+    kept."""
+    if name is None:
+        with scratch_database(server, prefix="nurture_bench") as url:
+            yield url
+        return
+    with psycopg.connect(_admin_url(server), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(load_settings({"DATABASE_URL": server}).database_url)
+    yield url.set(database=name).render_as_string(hide_password=False)
+
+
+def _generate(raw: str, leads: int, events: int) -> bool:
+    """Generate the leads and events unless this database holds them already (True if it
+    did); a kept database holding another size is refused."""
+    with psycopg.connect(raw, autocommit=True) as conn:
+        conn.execute(DATASET_SQL)
+        kept = conn.execute("SELECT leads, events, generated_at FROM bench_dataset").fetchone()
+        if kept is not None:
+            if (kept[0], kept[1]) != (leads, events):
+                raise SystemExit(f"this database holds {kept[0]:,} leads and {kept[1]:,} "
+                                 "events: use those sizes or another --db")
+            conn.execute(RESET_SQL)
+            conn.execute("VACUUM ANALYZE lead_scores, lead_score_rules, score_ledger")
+            print(f"reusing {leads:,} leads and {events:,} events generated at {kept[2]}")
+            return False
+        conn.execute("TRUNCATE leads CASCADE")
+        conn.execute(LEADS_SQL, {"leads": leads})
+        step = 1_000_000
+        for first in range(1, events + 1, step):
+            conn.execute(EVENTS_SQL, {"leads": leads, "first": first,
+                                      "last": min(first + step - 1, events)})
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("INSERT INTO bench_dataset VALUES (%s, %s, now())", (leads, events))
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--db", metavar="NAME",
+                        help="generate the data once into this database and keep it; reuse it "
+                             "when it is there (what scoring wrote is emptied first)")
     parser.add_argument("--skip-first", action="store_true",
                         help="time only the activation that replaces a model")
+    parser.add_argument("--only", choices=("rescore", "backtest"),
+                        help="run only the re-score or only the backtest")
     parser.add_argument("--live", action="store_true", help="only the live scoring cost")
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres")
@@ -162,23 +310,20 @@ def main() -> None:
     print(f"{platform.node()}: {psutil.cpu_count()} cores, {memory:.0f} GiB, "
           f"Python {platform.python_version()}; load average {_load()}")
     began = time.perf_counter()
-    with scratch_database(server, prefix="nurture_bench") as url:
+    with _bench_database(server, args.db) as url:
         upgrade_database(url)
         if args.live:
             _live(url)
             return
         raw = make_url(url).set(drivername="postgresql").render_as_string(False)
+        name = make_url(url).database
         started = time.perf_counter()
-        with psycopg.connect(raw, autocommit=True) as conn:
-            conn.execute(LEADS_SQL, {"leads": args.leads})
-            step = 1_000_000
-            for first in range(1, args.events + 1, step):
-                conn.execute(EVENTS_SQL, {"leads": args.leads, "first": first,
-                                          "last": min(first + step - 1, args.events)})
-            conn.execute("VACUUM ANALYZE")
+        if _generate(raw, args.leads, args.events):
+            print(f"generated {args.leads:,} leads and {args.events:,} events in "
+                  f"{time.perf_counter() - started:.0f} s; load average {_load()}")
+        with psycopg.connect(raw) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
-        print(f"PostgreSQL {version}; generated {args.leads:,} leads and {args.events:,} "
-              f"events in {time.perf_counter() - started:.0f} s; load average {_load()}")
+        print(f"PostgreSQL {version}; commit {_commit()}")
 
         database = Database(url)
         now = utcnow()
@@ -195,38 +340,57 @@ def main() -> None:
             second_id = _install(session, changed, now)
             draft_id = lifecycle.create_model(session, lenient, actor="bench", now=now).id
 
-        if not args.skip_first:
-            seconds, batches = _rescore(database, first_id)
-            print(f"re-score on activation, leads never scored: {args.leads:,} leads in "
-                  f"{seconds:.1f} s ({batches} batches; {args.leads / seconds:,.0f} leads/s); "
-                  f"load average {_load()}")
-        seconds, batches = _rescore(database, second_id)
-        with database.session_scope() as session:
-            scored = session.execute(
-                select(func.count()).select_from(LeadScore)
-                .where(LeadScore.model_id == second_id)).scalar_one()
-            ledger = session.execute(select(func.count()).select_from(ScoreLedgerEntry)
-                                     ).scalar_one()
-        met = "met" if seconds < TARGET_S else "NOT met"
-        print(f"re-score on activation replacing a model: {scored:,} leads in {seconds:.1f} s "
-              f"({args.leads / seconds:,.0f} leads/s; ledger now {ledger:,} rows); "
-              f"target {TARGET_S:.0f} s {met}; load average {_load()}")
+        if args.only == "backtest":
+            with database.session_scope() as session:
+                lifecycle.activate_model(session, second_id, actor="bench", now=utcnow())
+        else:
+            if not args.skip_first:
+                meter = CpuMeter(name).start()
+                seconds, batches = _rescore(database, first_id)
+                print(f"re-score on activation, leads never scored: {args.leads:,} leads in "
+                      f"{seconds:.1f} s ({batches} batches; {args.leads / seconds:,.0f} "
+                      f"leads/s); {meter.stop()}; load average {_load()}")
+            meter = CpuMeter(name).start()
+            seconds, batches = _rescore(database, second_id)
+            cpu = meter.stop()
+            with database.session_scope() as session:
+                scored = session.execute(
+                    select(func.count()).select_from(LeadScore)
+                    .where(LeadScore.model_id == second_id)).scalar_one()
+                ledger = session.execute(select(func.count()).select_from(ScoreLedgerEntry)
+                                         ).scalar_one()
+            met = "met" if seconds < TARGET_S else "NOT met"
+            what = "leads never scored" if args.skip_first else "replacing a model"
+            print(f"re-score on activation, {what}: {scored:,} leads in {seconds:.1f} s "
+                  f"({args.leads / seconds:,.0f} leads/s; ledger now {ledger:,} rows); "
+                  f"{cpu}; target {TARGET_S:.0f} s {met}; load average {_load()}")
 
-        with database.session_scope() as session:
-            backtest_id = request_backtest(session, draft_id, days=90, actor="bench",
-                                           now=utcnow() + timedelta(seconds=1)).id
-        started = time.perf_counter()
-        with database.session_scope() as session:
-            result = run_backtest(session, backtest_id, now=utcnow() + timedelta(seconds=1)
-                                  ).result
-        seconds = time.perf_counter() - started
-        met = "met" if seconds < TARGET_S else "NOT met"
-        print(f"90-day backtest (draft beside the active model): {result['events']:,} events "
-              f"in {seconds:.1f} s; draft recycles {result['model']['recycled']:,}, active "
-              f"{result['compared']['recycled']:,}; target {TARGET_S:.0f} s {met}; "
-              f"load average {_load()}")
+        if args.only != "rescore":
+            with database.session_scope() as session:
+                backtest_id = request_backtest(session, draft_id, days=90, actor="bench",
+                                               now=utcnow() + timedelta(seconds=1)).id
+            meter = CpuMeter(name).start()
+            started = time.perf_counter()
+            with database.session_scope() as session:
+                result = run_backtest(session, backtest_id,
+                                      now=utcnow() + timedelta(seconds=1)).result
+            seconds = time.perf_counter() - started
+            met = "met" if seconds < TARGET_S else "NOT met"
+            print(f"90-day backtest (draft beside the active model): {result['events']:,} "
+                  f"events in {seconds:.1f} s; draft recycles {result['model']['recycled']:,}, "
+                  f"active {result['compared']['recycled']:,}; {meter.stop()}; "
+                  f"target {TARGET_S:.0f} s {met}; load average {_load()}")
         database.dispose()
     print(f"done in {time.perf_counter() - began:.0f} s; load average {_load()}")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 if __name__ == "__main__":
