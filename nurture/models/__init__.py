@@ -41,6 +41,7 @@ from nurture.models.handoffs import (
     NotificationStatus,
 )
 from nurture.models.leads import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
+from nurture.models.reports import Digest, DigestStatus, ReportCount, ReportJourney
 from nurture.models.scoring import (
     ApprovalRole,
     Backtest,
@@ -64,6 +65,8 @@ __all__ = [
     "CollateralStatus",
     "CollateralTransition",
     "CollateralVersion",
+    "Digest",
+    "DigestStatus",
     "EngagementEvent",
     "Enrollment",
     "EnrollmentEvent",
@@ -89,6 +92,8 @@ __all__ = [
     "NotificationStatus",
     "Rejection",
     "RejectionReason",
+    "ReportCount",
+    "ReportJourney",
     "Role",
     "ScoreLedgerEntry",
     "ScoringApproval",

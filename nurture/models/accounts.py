@@ -27,6 +27,8 @@ class User(Base):
     role: Mapped[Role] = mapped_column(str_enum(Role, "role"))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    team: Mapped[str | None] = mapped_column(String(100))
+    """The sales (or marketing) team a person belongs to: reports group reps by it."""
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
 
