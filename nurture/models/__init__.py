@@ -1,6 +1,7 @@
 """The SQLAlchemy models: one module per domain area, all on one `Base.metadata`."""
 
 from nurture.models.accounts import ApiToken, Role, User
+from nurture.models.approvals import DocumentStatus
 from nurture.models.base import Base
 from nurture.models.campaigns import (
     LIVE_ENROLLMENT,
@@ -40,7 +41,15 @@ from nurture.models.handoffs import (
     NotificationChannel,
     NotificationStatus,
 )
-from nurture.models.leads import Lead, LifecycleChange, LifecycleStage, Rejection, RejectionReason
+from nurture.models.leads import (
+    SYSTEM_REASONS,
+    Lead,
+    LifecycleChange,
+    LifecycleStage,
+    Rejection,
+    RejectionReason,
+)
+from nurture.models.outcomes import LossReason, Outcome, OutcomeKind
 from nurture.models.reports import Digest, DigestStatus, ReportCount, ReportJourney
 from nurture.models.scoring import (
     ApprovalRole,
@@ -53,9 +62,11 @@ from nurture.models.scoring import (
     ScoringModel,
     ScoringModelStatus,
 )
+from nurture.models.slas import Sla, SlaApproval
 
 __all__ = [
     "LIVE_ENROLLMENT",
+    "SYSTEM_REASONS",
     "ApiToken",
     "ApprovalRole",
     "Backtest",
@@ -65,6 +76,7 @@ __all__ = [
     "CollateralStatus",
     "CollateralTransition",
     "CollateralVersion",
+    "DocumentStatus",
     "Digest",
     "DigestStatus",
     "EngagementEvent",
@@ -83,6 +95,7 @@ __all__ = [
     "LifecycleChange",
     "LifecycleStage",
     "LongTermNurture",
+    "LossReason",
     "MailgunToken",
     "Message",
     "MessageCollateral",
@@ -90,6 +103,8 @@ __all__ = [
     "NotificationAttempt",
     "NotificationChannel",
     "NotificationStatus",
+    "Outcome",
+    "OutcomeKind",
     "Rejection",
     "RejectionReason",
     "ReportCount",
@@ -102,6 +117,8 @@ __all__ = [
     "Sequence",
     "SequenceStatus",
     "SequenceVersion",
+    "Sla",
+    "SlaApproval",
     "SnsSubscription",
     "SnsSubscriptionStatus",
     "Suppression",

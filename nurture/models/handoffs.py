@@ -21,6 +21,10 @@ class HandoffStatus(enum.StrEnum):
     OPEN = "open"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    EXPIRED = "expired"
+    """No rep acted within the SLA's last window; the lead went back to nurture (`sla_expired`)."""
+    STALLED = "stalled"
+    """Accepted, but no opportunity within the SLA's window; back to nurture (`stalled_in_sales`)."""
 
 
 class Handoff(Base):
@@ -39,6 +43,12 @@ class Handoff(Base):
         Index(
             "ix_handoffs_sla_due", "next_sla_at",
             postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'"),
+        ),
+        # the dispatcher's query: accepted handoffs with no opportunity by their stall time
+        Index(
+            "ix_handoffs_stalls_at", "stalls_at",
+            postgresql_where=text("status = 'accepted'"),
+            sqlite_where=text("status = 'accepted'"),
         ),
     )
 
@@ -67,8 +77,14 @@ class Handoff(Base):
     sla_due_at: Mapped[datetime]
     next_sla_at: Mapped[datetime | None]
     """When the SLA timer fires next (None once the handoff is closed)."""
+    sla_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("slas.id", ondelete="SET NULL"), index=True
+    )
+    """The SLA version the handoff runs under (None: the settings' default SLA)."""
+    stalls_at: Mapped[datetime | None]
+    """Accepted with no opportunity yet: when the lead returns to nurture (`stalled_in_sales`)."""
     escalations: Mapped[int] = mapped_column(Integer, default=0)
-    """Reminders sent to the current rep since assignment."""
+    """Escalation steps taken for the current rep since assignment."""
     reassignments: Mapped[int] = mapped_column(Integer, default=0)
     handoff_ms: Mapped[int] = mapped_column(Integer)
     """Measured: from the qualifying moment to the handoff being stored."""

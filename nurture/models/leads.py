@@ -20,6 +20,7 @@ class LifecycleStage(enum.StrEnum):
     NURTURING = "nurturing"
     RECYCLED_TO_SALES = "recycled_to_sales"
     ACCEPTED_BY_SALES = "accepted_by_sales"
+    OPPORTUNITY = "opportunity"
     CUSTOMER = "customer"
     DISQUALIFIED = "disqualified"
 
@@ -35,6 +36,14 @@ class RejectionReason(enum.StrEnum):
     UNRESPONSIVE = "unresponsive"
     CHOSE_COMPETITOR = "chose_competitor"
     OTHER = "other"
+    SLA_EXPIRED = "sla_expired"
+    """Recorded by Nurture: no rep acted on the handoff within the SLA."""
+    STALLED_IN_SALES = "stalled_in_sales"
+    """Recorded by Nurture: accepted, but no opportunity within the SLA's window."""
+
+
+SYSTEM_REASONS = frozenset({RejectionReason.SLA_EXPIRED, RejectionReason.STALLED_IN_SALES})
+"""Reasons only Nurture records (the CRM and reps give the others)."""
 
 
 class Lead(Base):

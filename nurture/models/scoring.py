@@ -14,23 +14,11 @@ from typing import Any
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from nurture.models.approvals import ApprovalRole, DocumentStatus
 from nurture.models.base import Base, BigId, email_str, id_pk, json_object, short_str, str_enum
 
-
-class ScoringModelStatus(enum.StrEnum):
-    DRAFT = "draft"
-    """Being reviewed; needs a marketer's and a sales approver's approval."""
-    APPROVED = "approved"
-    """Both approvals recorded; either may still be withdrawn until activation."""
-    ACTIVE = "active"
-    """The one model that scores leads now."""
-    RETIRED = "retired"
-    """Replaced or withdrawn from use for good."""
-
-
-class ApprovalRole(enum.StrEnum):
-    MARKETER = "marketer"
-    SALES_APPROVER = "sales_approver"
+ScoringModelStatus = DocumentStatus
+"""A scoring model's states (the ones every approved document goes through)."""
 
 
 class ScoringModel(Base):
