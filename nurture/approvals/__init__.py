@@ -1,0 +1,1 @@
+"""Documents marketing and sales sign together (the scoring model, the SLA): one lifecycle."""
