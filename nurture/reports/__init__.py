@@ -1,0 +1,1 @@
+"""Reports: the numbers both teams know, read from the rollups (docs/REPORTS.md)."""
