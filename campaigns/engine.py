@@ -42,6 +42,7 @@ from campaigns.documents import (
     version_document,
 )
 from campaigns.routing import lead_zone
+from nurture import rollups
 from nurture.db import one_of
 from nurture.models import (
     CollateralVersion,
@@ -539,6 +540,7 @@ def _finish(
             message.status = MessageStatus.SKIPPED  # planned, never handed over: it won't be
             message.last_error = f"enrollment {status.value}: {reason}"
     _event(session, enrollment, status.value, enrollment.step_id, now, detail=reason)
+    rollups.exited(session, enrollment.sequence_id, enrollment.step_id, reason, at=now)
     enrollment.status = status
     enrollment.exit_reason = reason
     enrollment.finished_at = now

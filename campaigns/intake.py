@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.routing import route_lead
+from nurture import rollups
 from nurture.errors import Conflict
 from nurture.leads import services as leads
 from nurture.models import Enrollment, LifecycleStage, Rejection, RejectionReason, Sequence
@@ -72,7 +73,10 @@ def nurture_not_ready(session: Session, lead_id: int, *, now: datetime) -> Intak
     lead = leads.get_lead(session, lead_id)
     if lead.lifecycle_stage not in NOT_READY_FROM:
         raise Conflict(f"lead {lead.id} is {lead.lifecycle_stage.value}; sales holds it")
+    entering = lead.lifecycle_stage != LifecycleStage.NURTURING
     leads.change_stage(session, lead, LifecycleStage.NURTURING, cause="not_ready", now=now)
+    if entering:
+        rollups.entered_nurture(session, lead, rejection=None, at=now)
     routed = route_lead(session, lead, rejection=None, now=now)
     document = None
     if routed.enrollment is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns.documents import LeadCriteria, SequenceDocument, version_document
+from nurture import rollups
 from nurture.db import insert_ignoring_conflicts
 from nurture.models import (
     LIVE_ENROLLMENT,
@@ -120,6 +121,7 @@ def route_lead(
             detail += f"; starts {start.isoformat()}"
         session.add(EnrollmentEvent(enrollment_id=new_id, step_id=None, kind="enrolled",
                                     detail=detail, at=now))
+        rollups.enrolled(session, lead.id, sequence.id, at=now)
         session.flush()
         return Routed(session.get(Enrollment, new_id), None)
     what = f"rejection reason {reason.value}" if reason else "a not-ready lead"

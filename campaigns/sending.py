@@ -36,6 +36,7 @@ from campaigns.messengers import (
     messenger_for,
 )
 from campaigns.rendering import TemplateProblem, render_email, shared_environment
+from nurture import rollups
 from nurture.config import Settings
 from nurture.db import Database
 from nurture.models import Collateral, Enrollment, Message
@@ -121,9 +122,14 @@ def run_due(
             handed = _hand_over_in_lanes(db, Batch(outgoing, keys, sending, clock),
                                          messengers[:max(wanted, 1)], counts)
             pending = handed.go_on
+            if handed.sent:
+                with db.session_scope() as session:
+                    rollups.emails_sent(session, _sent_emails(handed))
             if any(item.then is not None for item in handed.sent):
                 with db.session_scope() as session:  # the common case: no plan again for it
-                    settled = handover.settle_sent(session.connection(), handed.sent, now=clock())
+                    now = clock()
+                    settled = handover.settle_sent(session.connection(), handed.sent, now=now)
+                    _count_finished(session, handed.sent, settled, now)
                 pending = [enrollment_id for enrollment_id in pending
                            if enrollment_id not in settled]
         if pending:  # sent the most one run may: settled and released by the next claim
@@ -133,6 +139,25 @@ def run_due(
         for messenger in messengers:
             messenger.close()
     return counts
+
+
+def _sent_emails(handed: Handed) -> list[rollups.SentEmail]:
+    """What the report rollups count of the emails handed over (a worker killed between the
+    handover's commit and this one loses their counts; `nurture reports rebuild` restores them)."""
+    return [rollups.SentEmail(
+        lead_id=item.lead.id, sequence_id=item.enrollment.sequence_id, step_id=item.step.id,
+        collateral_ids=tuple(c.collateral_id for c in item.collateral),
+        sent_at=handed.sent_at[item.message_id],
+    ) for item in handed.sent]
+
+
+def _count_finished(session: Session, sent: list[engine.Outgoing], settled: set[int],
+                    now: datetime) -> None:
+    for item in sent:
+        then = item.then
+        if then is not None and then.finish is not None and item.enrollment.id in settled:
+            rollups.exited(session, item.enrollment.sequence_id, then.step_id, then.finish[1],
+                           at=now)
 
 
 @dataclass(frozen=True)
@@ -154,10 +179,13 @@ class Handed:
 
     go_on: list[int] = field(default_factory=list)
     sent: list[engine.Outgoing] = field(default_factory=list)
+    sent_at: dict[int, datetime] = field(default_factory=dict)
+    """Message id → when the messenger took it."""
 
     def add(self, other: Handed) -> None:
         self.go_on.extend(other.go_on)
         self.sent.extend(other.sent)
+        self.sent_at.update(other.sent_at)
 
 
 def _hand_over_in_lanes(db: Database, batch: Batch, messengers: list[Messenger],
@@ -218,6 +246,7 @@ def _hand_over(db: Database, batch: Batch, messenger: Messenger, counts: Counts)
             else:
                 delivered = (item.message_id, clock())
                 handed.sent.append(item)
+                handed.sent_at[item.message_id] = delivered[1]
                 counts.sent += 1
             go_on.append(item.enrollment.id)
         if delivered is not None:

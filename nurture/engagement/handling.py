@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.engine import wake_for_lead
+from nurture import rollups
 from nurture.models import EngagementEvent, EventType
 
 WAKING_TYPES = (EventType.OPEN, EventType.CLICK)
@@ -36,7 +37,8 @@ def handle_events(session: Session, first_id: int, last_id: int, *, now: datetim
     """Hand the unhandled events with ids in [first_id, last_id] on; mark them handled."""
     rows = session.execute(
         select(EngagementEvent.id, EngagementEvent.lead_id, EngagementEvent.type,
-               EngagementEvent.is_machine)
+               EngagementEvent.is_machine, EngagementEvent.message_id,
+               EngagementEvent.occurred_at, EngagementEvent.collateral_version_id)
         .where(EngagementEvent.id.between(first_id, last_id),
                EngagementEvent.handled_at.is_(None))
         .order_by(EngagementEvent.id)
@@ -53,6 +55,7 @@ def handle_events(session: Session, first_id: int, last_id: int, *, now: datetim
         .where(EngagementEvent.id.in_([r.id for r in rows]))
         .values(handled_at=now)
     )
+    rollups.engaged(session, rows)
     return Handled(len(rows), len({r.lead_id for r in rows if r.lead_id is not None}), woken)
 
 

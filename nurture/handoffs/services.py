@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from campaigns.intake import Intake, reject_lead
+from nurture import rollups
 from nurture.accounts.services import Actor
 from nurture.db import insert_ignoring_conflicts
 from nurture.errors import Conflict, Forbidden, NotFound
@@ -117,6 +118,7 @@ def recycle(
     assert handoff is not None
     change_stage(session, lead, LifecycleStage.RECYCLED_TO_SALES,
                  cause=f"recycled:handoff {handoff.id}", now=now)
+    rollups.recycled(session, handoff, at=now)
     exit_enrollments(session, lead.id, "recycled to sales", now=now)
     _event(session, handoff, "created", now,
            f"score {score.get('total')} (fit {score.get('fit')}, engagement "
@@ -188,6 +190,7 @@ def exit_enrollments(session: Session, lead_id: int, reason: str, *, now: dateti
     for enrollment in live:
         session.add(EnrollmentEvent(enrollment_id=enrollment.id, step_id=enrollment.step_id,
                                     kind="exited", detail=reason, at=now))
+        rollups.exited(session, enrollment.sequence_id, enrollment.step_id, reason, at=now)
         enrollment.status = EnrollmentStatus.EXITED
         enrollment.exit_reason = reason
         enrollment.finished_at = now
@@ -253,6 +256,7 @@ def accept(session: Session, handoff_id: int, *, actor: Actor, now: datetime) ->
                  cause=f"accepted:handoff {handoff.id}", now=now)
     exit_enrollments(session, lead.id, "accepted by sales", now=now)
     _event(session, handoff, "accepted", now, None, rep=actor.email)
+    rollups.answered(session, handoff, accepted=True, reason=None, at=now)
     return handoff
 
 
@@ -277,6 +281,7 @@ def reject(
                          revisit_on=revisit_on, now=now)
     assert intake.rejection is not None
     handoff.rejection_id = intake.rejection.id
+    rollups.answered(session, handoff, accepted=False, reason=reason.value, at=now)
     _event(session, handoff, "rejected", now, f"{reason.value}: {note or ''}".strip(": "),
            rep=actor.email)
     session.flush()
@@ -304,6 +309,7 @@ def escalate(session: Session, handoff_id: int, *, now: datetime,
             or handoff.next_sla_at > now):
         return None
     current = handoff.rep_email
+    rollups.escalated(session, handoff, at=now)
     if current is not None and handoff.escalations == 0:
         handoff.escalations = 1
         handoff.next_sla_at = add_business_time(now, policy.sla, _rep_zone(session, current))

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture import rollups
 from nurture.clock import iso as _iso
 from nurture.db import insert_ignoring_conflicts
 from nurture.errors import NotFound
@@ -158,6 +159,7 @@ def record_rejection(
     change_stage(session, lead, LifecycleStage.NURTURING, cause=f"rejected:{reason}", now=now)
     rejection = session.get(Rejection, new_id)
     assert rejection is not None
+    rollups.entered_nurture(session, lead, rejection=rejection, at=rejection.rejected_at)
     return _outcome(session, rejection, created=True)
 
 

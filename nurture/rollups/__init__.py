@@ -13,6 +13,7 @@ nothing of the reports that read what it writes.
 from nurture.rollups.counts import add_counts, count
 from nurture.rollups.journeys import (
     HUMAN_ENGAGEMENT,
+    SentEmail,
     answered,
     emails_sent,
     engaged,
@@ -28,6 +29,7 @@ from nurture.rollups.journeys import (
 
 __all__ = [
     "HUMAN_ENGAGEMENT",
+    "SentEmail",
     "add_counts",
     "answered",
     "count",

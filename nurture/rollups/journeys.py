@@ -272,7 +272,10 @@ def answered(session: Session, handoff: Handoff, *, accepted: bool, reason: str 
 
 
 def escalated(session: Session, handoff: Handoff, *, at: datetime) -> None:
-    """The SLA timer fired on an open handoff (counted against the rep it was with)."""
+    """The SLA timer fired on an open handoff for the first time (counted once, against
+    the rep it was with)."""
+    if handoff.escalations or handoff.reassignments:
+        return
     rep = handoff.rep_email or ""
     count(session, "sla_escalated", at, rep_email=rep, team=team_of(session, rep))
 
