@@ -34,8 +34,8 @@ from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engagement.handling import unhandled_ranges
 from nurture.engagement.webhooks import prune_mailgun_tokens
+from nurture.handoffs import timers
 from nurture.handoffs.delivery import due_notifications
-from nurture.handoffs.services import due_timers
 from nurture.scoring.rescoring import unfinished_rescores, unscored_ranges
 from workers.queues import enqueue
 
@@ -159,11 +159,13 @@ def dispatch_notifications(tick: Tick) -> None:
 
 
 def dispatch_sla_timers(tick: Tick) -> None:
-    """Enqueue an escalation for each open handoff whose SLA timer is due."""
+    """When any SLA timer is due (an unanswered handoff's window, an accepted lead's stall
+    time), enqueue the one job that claims and fires them as of this tick (one at a time:
+    its id is fixed; the rows are claimed in the database, not in Redis)."""
     with tick.database.session_scope() as session:
-        due = due_timers(session, now=tick.now)
-    for handoff_id in due:
-        enqueue(tick.redis, "escalate_handoff", handoff_id)
+        due = timers.due_any(session, now=tick.now)
+    if due:
+        enqueue(tick.redis, "fire_sla_timers", tick.now.isoformat(), key=())
 
 
 MAILGUN_TOKENS_KEPT = timedelta(days=1)

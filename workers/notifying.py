@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -17,6 +18,7 @@ from rq import get_current_job
 
 from nurture.clock import utcnow
 from nurture.config import load_settings
+from nurture.handoffs import timers
 from nurture.handoffs.delivery import Channels, deliver
 from nurture.handoffs.notifications import new_notifications
 from nurture.handoffs.policy import RecyclePolicy
@@ -59,6 +61,24 @@ def escalate_handoff(handoff_id: int) -> str | None:
         made = new_notifications(session)
     announce(made)
     return done
+
+
+def fire_sla_timers(due_by: str) -> dict[str, int]:
+    """Fire every SLA timer due by the dispatcher's tick (ISO 8601), a batch per transaction."""
+    settings = load_settings()
+    database = jobs.process_database(settings.database_url)
+    tick = datetime.fromisoformat(due_by)
+    policy = RecyclePolicy(sla=settings.sla)
+    totals = {"escalations": 0, "stalls": 0}
+    while True:
+        with database.session_scope() as session:
+            fired = timers.fire_due_timers(session, now=max(tick, utcnow()), policy=policy)
+            made = new_notifications(session)
+        announce(made)
+        if not fired:
+            return totals
+        totals["escalations"] += fired.escalations
+        totals["stalls"] += fired.stalls
 
 
 def announce(notification_ids: list[int]) -> int:

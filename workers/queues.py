@@ -114,6 +114,13 @@ JOB_KINDS: Mapping[str, JobKind] = {
             name="deliver_notification", function="workers.notifying.deliver_notification",
             queue=QueueName.NOTIFY, timeout_s=MINUTE, result_ttl_s=HOUR, failure_ttl_s=7 * DAY,
         ),
+        # The SLA timers due at the dispatcher's tick, claimed with FOR UPDATE SKIP LOCKED and
+        # fired in batches (escalate, reassign, expire, stalled). Safe to repeat or run twice.
+        JobKind(
+            name="fire_sla_timers", function="workers.notifying.fire_sla_timers",
+            queue=QueueName.NOTIFY, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
+            failure_ttl_s=7 * DAY,
+        ),
         # A handoff's SLA timer fired: remind or reassign. Safe to repeat (checks it is due).
         JobKind(
             name="escalate_handoff", function="workers.notifying.escalate_handoff",

@@ -93,13 +93,15 @@ def notify_crm(session: Session, handoff: Handoff, lead: Lead, prior: Rejection 
 
 
 def notify_rep(session: Session, handoff: Handoff, purpose: str, *,
-               now: datetime) -> HandoffNotification | None:
-    """An email to the handoff's rep (`handoff`, `reminder` or `reassigned`); none without one."""
-    if handoff.rep_email is None:
+               now: datetime, to: str | None = None) -> HandoffNotification | None:
+    """An email to the handoff's rep (`handoff`, `reminder` or `reassigned`), or to `to` (a
+    manager the SLA's escalation names); none without a recipient."""
+    recipient = to or handoff.rep_email
+    if recipient is None:
         return None
     return _add(session, HandoffNotification(
         public_id=f"eml_{uuid.uuid4().hex}", handoff_id=handoff.id,
-        channel=NotificationChannel.REP_EMAIL, purpose=purpose, recipient=handoff.rep_email,
+        channel=NotificationChannel.REP_EMAIL, purpose=purpose, recipient=recipient,
         status=NotificationStatus.PENDING, attempts=0, next_attempt_at=now, created_at=now,
     ))
 

@@ -76,28 +76,54 @@ def start_of(day: date, zone_name: str | None) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=ZoneInfo(zone_name or DEFAULT_TIMEZONE))
 
 
-def add_business_time(start: datetime, duration: timedelta, zone_name: str | None) -> datetime:
-    """`start` plus `duration` counted only in business hours of the zone (UTC answer)."""
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """When the business is open, in each rep's own time zone: weekdays, hours, holidays."""
+
+    days: frozenset[int] = BUSINESS_DAYS
+    opens: time = BUSINESS_OPENS
+    closes: time = BUSINESS_CLOSES
+    holidays: frozenset[date] = frozenset()
+
+    def is_open_on(self, day: date) -> bool:
+        return day.weekday() in self.days and day not in self.holidays
+
+    @property
+    def day_length(self) -> timedelta:
+        """Business time in one open day (on a day without a clock change)."""
+        return datetime.combine(date.min, self.closes) - datetime.combine(date.min, self.opens)
+
+
+DEFAULT_CALENDAR = BusinessCalendar()
+"""Monday to Friday, 09:00–17:00, no holidays: the calendar with no SLA document active."""
+
+
+def add_business_time(start: datetime, duration: timedelta, zone_name: str | None,
+                      calendar: BusinessCalendar = DEFAULT_CALENDAR) -> datetime:
+    """`start` plus `duration` counted only in the calendar's open hours in the zone (a UTC
+    answer). Hours are wall-clock hours of the zone: a day with a clock change has as many
+    business hours as its opening and closing times hold."""
     zone = ZoneInfo(zone_name or DEFAULT_TIMEZONE)
     remaining = duration
     local = start.astimezone(zone)
     for _ in range(10_000):  # a bound, not a limit anyone meets: ~27 years of business days
-        opens = datetime.combine(local.date(), BUSINESS_OPENS, tzinfo=zone)
-        closes = datetime.combine(local.date(), BUSINESS_CLOSES, tzinfo=zone)
-        if local.weekday() not in BUSINESS_DAYS or local >= closes:
-            local = _next_opening(local.date(), zone)
+        opens = datetime.combine(local.date(), calendar.opens, tzinfo=zone)
+        closes = datetime.combine(local.date(), calendar.closes, tzinfo=zone)
+        if not calendar.is_open_on(local.date()) or local >= closes:
+            local = _next_opening(local.date(), zone, calendar)
             continue
         local = max(local, opens)
         available = closes.astimezone(UTC) - local.astimezone(UTC)
         if remaining <= available:
             return (local.astimezone(UTC) + remaining).astimezone(UTC)
         remaining -= available
-        local = _next_opening(local.date(), zone)
+        local = _next_opening(local.date(), zone, calendar)
     raise ValueError(f"business time {duration} is too long")
 
 
-def _next_opening(day: date, zone: ZoneInfo) -> datetime:
-    day += DAY
-    while day.weekday() not in BUSINESS_DAYS:
+def _next_opening(day: date, zone: ZoneInfo, calendar: BusinessCalendar) -> datetime:
+    for _ in range(10_000):
         day += DAY
-    return datetime.combine(day, BUSINESS_OPENS, tzinfo=zone)
+        if calendar.is_open_on(day):
+            return datetime.combine(day, calendar.opens, tzinfo=zone)
+    raise ValueError("the business calendar is never open")

@@ -29,6 +29,8 @@ from nurture.handoffs.policy import (
     add_business_time,
     may_recycle_from,
 )
+from nurture.handoffs.sla import Terms, terms_in_force, terms_of
+from nurture.handoffs.sla_document import LastLapse
 from nurture.leads.services import change_stage
 from nurture.models import (
     LIVE_ENROLLMENT,
@@ -71,10 +73,12 @@ def recycle(
     None when the lead is not in nurture, already has an open handoff, is still inside the
     minimum time after its last rejection, or has reached the recycle cap (then it is marked
     for long-term nurture). Safe under concurrency: the lead's row is locked first, and a
-    partial unique index allows one open handoff per lead whatever happens. `policy`: the
-    one given, else the session's (`use_policy`), else the defaults.
+    partial unique index allows one open handoff per lead whatever happens. The rules are the
+    active SLA version's; with none active, `policy`: the one given, else the session's
+    (`use_policy`), else the defaults. The handoff records the SLA version.
     """
-    policy = policy or session.info.get(_POLICY) or DEFAULT_POLICY
+    terms = terms_in_force(session, policy or session.info.get(_POLICY) or DEFAULT_POLICY)
+    policy = terms.policy
     lead = _lock_lead(session, lead_id)
     if lead is None or lead.lifecycle_stage not in RECYCLABLE_FROM:
         return None
@@ -98,7 +102,7 @@ def recycle(
         return None
 
     rep, how = _choose_rep(session, prior)
-    sla_due = add_business_time(now, policy.sla, rep.timezone if rep else None)
+    sla_due = _first_action_due(terms, score, lead, rep.timezone if rep else None, now)
     handoff_id = session.execute(
         insert_ignoring_conflicts(session, Handoff, index_elements=["lead_id"],
                                   index_where=text("status = 'open'"))
@@ -107,7 +111,7 @@ def recycle(
             score=jsonable(score), model_version_id=model_version_id,
             qualifying_event_id=qualifying_event_id, qualified_at=qualified_at,
             prior_rejection_id=prior.id if prior else None, sla_due_at=sla_due,
-            next_sla_at=sla_due, escalations=0, reassignments=0,
+            next_sla_at=sla_due, sla_id=terms.sla_id, escalations=0, reassignments=0,
             handoff_ms=max(0, _ms(now - qualified_at)), created_at=now,
         )
         .returning(Handoff.id)
@@ -126,6 +130,22 @@ def recycle(
     notify_crm(session, handoff, lead, prior, now=now)
     notify_rep(session, handoff, "handoff", now=now)
     return handoff
+
+
+def _first_action_due(terms: Terms, score: dict[str, Any], lead: Lead, zone: str | None,
+                      now: datetime) -> datetime:
+    """When the rep's first action is due: the window for the score band and the lead's
+    source, in business time of the rep's zone (else the agreement's)."""
+    total = score.get("total")
+    window = terms.document.first_action_window(
+        float(total) if isinstance(total, int | float) else None, lead.source)
+    return business_time(terms, now, window, zone)
+
+
+def business_time(terms: Terms, start: datetime, duration: Any, zone: str | None) -> datetime:
+    """`start` plus `duration` of business time under the terms' calendar."""
+    hours = terms.document.business_hours
+    return add_business_time(start, duration, zone or hours.timezone, hours.calendar())
 
 
 _POLICY = "nurture.handoffs.policy"
@@ -247,11 +267,18 @@ def _close(session: Session, handoff: Handoff, status: HandoffStatus, actor: Act
 
 
 def accept(session: Session, handoff_id: int, *, actor: Actor, now: datetime) -> Handoff:
-    """The rep takes the lead: it leaves nurture for good."""
+    """The rep takes the lead: it leaves nurture. If the handoff's SLA version says how long
+    an accepted lead may go without an opportunity, its stall timer starts now."""
     handoff = get_handoff(session, handoff_id)
     _close(session, handoff, HandoffStatus.ACCEPTED, actor, now)
     lead = session.get(Lead, handoff.lead_id)
     assert lead is not None
+    terms = terms_of(session, handoff.sla_id)
+    days = terms.document.stalled_in_sales_days
+    if days is not None:
+        handoff.stalls_at = business_time(
+            terms, now, days * terms.document.business_hours.calendar().day_length,
+            _rep_zone(session, handoff.rep_email))
     change_stage(session, lead, LifecycleStage.ACCEPTED_BY_SALES,
                  cause=f"accepted:handoff {handoff.id}", now=now)
     exit_enrollments(session, lead.id, "accepted by sales", now=now)
@@ -298,9 +325,12 @@ def due_timers(session: Session, *, now: datetime, limit: int = 500) -> list[int
 
 def escalate(session: Session, handoff_id: int, *, now: datetime,
              policy: RecyclePolicy = DEFAULT_POLICY) -> str | None:
-    """The SLA timer fired: the first time, remind the rep; after a second window, reassign
-    to another active rep (who gets a fresh SLA). Every step is a handoff event. Returns
-    what was done (None: not due any more, e.g. the rep acted meanwhile)."""
+    """The SLA timer fired on an open handoff: the next step of its SLA version's escalation
+    chain (remind the people it names, give the rep more time), and after the last step's
+    window what the SLA says: reassign to another active rep with a fresh first-action
+    window, or return the lead to nurture (`sla_expired`). `policy`: the settings' default,
+    for handoffs made under no SLA version. Every step is a handoff event. Returns what was
+    done (None: not due any more, e.g. the rep acted meanwhile)."""
     handoff = session.execute(
         select(Handoff).where(Handoff.id == handoff_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -308,19 +338,37 @@ def escalate(session: Session, handoff_id: int, *, now: datetime,
     if (handoff is None or handoff.status != HandoffStatus.OPEN or handoff.next_sla_at is None
             or handoff.next_sla_at > now):
         return None
+    return fire_sla_timer(session, handoff, now=now, policy=policy)
+
+
+def fire_sla_timer(session: Session, handoff: Handoff, *, now: datetime,
+                   policy: RecyclePolicy = DEFAULT_POLICY) -> str:
+    """`escalate` on a handoff the caller has locked and found due."""
+    terms = terms_of(session, handoff.sla_id, policy)
+    chain = terms.document.escalation
     current = handoff.rep_email
     rollups.escalated(session, handoff, at=now)
-    if current is not None and handoff.escalations == 0:
-        handoff.escalations = 1
-        handoff.next_sla_at = add_business_time(now, policy.sla, _rep_zone(session, current))
-        _event(session, handoff, "sla_missed", now,
-               f"not acted on by {handoff.sla_due_at.isoformat()}; reminded", rep=current)
-        notify_rep(session, handoff, "reminder", now=now)
+    if current is not None and handoff.escalations < len(chain):
+        step = chain[handoff.escalations]
+        handoff.escalations += 1
+        handoff.next_sla_at = business_time(terms, now, step.within, _rep_zone(session, current))
+        told = [current if who == "rep" else who for who in step.notify]
+        _event(session, handoff, "sla_missed" if handoff.escalations == 1 else "escalated", now,
+               f"not acted on by {handoff.sla_due_at.isoformat()}; reminded "
+               f"{', '.join(told)}", rep=current)
+        for who in dict.fromkeys(told):
+            notify_rep(session, handoff, "reminder", now=now,
+                       to=None if who == current else who)
         return "reminded"
+    if terms.document.on_last_lapse == LastLapse.RETURN_TO_NURTURE and current is not None:
+        return_to_nurture(session, handoff, HandoffStatus.EXPIRED, RejectionReason.SLA_EXPIRED,
+                          f"no answer from {current} within the SLA", now=now)
+        return "expired"
     rep = next_rep(session, exclude=current)
     if rep is None:
         handoff.escalations += 1
-        handoff.next_sla_at = add_business_time(now, policy.sla, _rep_zone(session, current))
+        window = chain[-1].within if chain else terms.document.first_action.within
+        handoff.next_sla_at = business_time(terms, now, window, _rep_zone(session, current))
         _event(session, handoff, "reassign_failed", now, "no other active rep; reminded again",
                rep=current)
         notify_rep(session, handoff, "reminder", now=now)
@@ -328,12 +376,35 @@ def escalate(session: Session, handoff_id: int, *, now: datetime,
     handoff.rep_email = rep.email
     handoff.reassignments += 1
     handoff.escalations = 0
-    handoff.sla_due_at = handoff.next_sla_at = add_business_time(now, policy.sla, rep.timezone)
+    lead = get_lead_of(session, handoff)
+    handoff.sla_due_at = handoff.next_sla_at = _first_action_due(
+        terms, handoff.score, lead, rep.timezone, now)
     _event(session, handoff, "reassigned", now, f"from {current or 'nobody'} to {rep.email}",
            rep=rep.email)
     notify_rep(session, handoff, "reassigned", now=now)
     session.flush()
     return "reassigned"
+
+
+def return_to_nurture(session: Session, handoff: Handoff, status: HandoffStatus,
+                      reason: RejectionReason, note: str, *, now: datetime) -> Intake:
+    """Sales let the lead go without a rep's word (the SLA lapsed, the lead stalled): the
+    handoff is closed as `status`, and the lead returns to nurture with a rejection of this
+    reason (recorded for the rep it was with), routed like any rejection."""
+    handoff.status = status
+    handoff.closed_at = now
+    handoff.closed_by = "sla"
+    handoff.next_sla_at = None
+    handoff.stalls_at = None
+    lead = get_lead_of(session, handoff)
+    intake = reject_lead(session, lead.email, {}, rep_email=handoff.rep_email or "unassigned",
+                         reason=reason, note=note, now=now)
+    assert intake.rejection is not None
+    handoff.rejection_id = intake.rejection.id
+    _event(session, handoff, reason.value, now, note)
+    rollups.sla_closed(session, handoff.rep_email, reason.value, at=now)
+    session.flush()
+    return intake
 
 
 def _rep_zone(session: Session, email: str | None) -> str | None:
