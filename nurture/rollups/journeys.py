@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -59,16 +59,17 @@ def team_of(session: Session, email: str | None) -> str:
     return session.execute(select(User.team).where(User.email == email)).scalar_one_or_none() or ""
 
 
-def _current(lead_id: Any, at: Any) -> Any:
-    """The lead's latest journey that started by `at` (a scalar subquery)."""
-    return (select(func.max(_J.id)).where(_J.lead_id == lead_id, _J.entered_at <= at)
-            .scalar_subquery())
+def current_journey(lead_id: Any, at: Any) -> Any:
+    """The id of the lead's latest journey that started by `at` (a scalar subquery; the
+    rebuild uses it too, so both attribute a fact to the same journey)."""
+    return (select(_J.id).where(_J.lead_id == lead_id, _J.entered_at <= at)
+            .order_by(_J.entered_at.desc(), _J.id.desc()).limit(1).scalar_subquery())
 
 
 def _journey(session: Session, lead_id: int, at: datetime) -> ReportJourney | None:
     session.flush()
     return session.execute(
-        select(ReportJourney).where(ReportJourney.id == _current(lead_id, at))
+        select(ReportJourney).where(ReportJourney.id == current_journey(lead_id, at))
     ).scalar_one_or_none()
 
 
@@ -133,7 +134,7 @@ def _touch(session: Session, column: str, touches: list[tuple[int, datetime]]) -
     table = ReportJourney.__table__
     session.execute(
         update(table)
-        .where(_J.id == _current(bindparam("lead"), bindparam("at_")), _COUNT_TOUCH)
+        .where(_J.id == current_journey(bindparam("lead"), bindparam("at_")), _COUNT_TOUCH)
         .values({column: table.c[column] + 1})
         .execution_options(synchronize_session=False),
         [{"lead": lead_id, "at_": at} for lead_id, at in sorted(touches)],
@@ -173,7 +174,7 @@ def engaged(session: Session, events: Iterable[Any]) -> None:
         first = bindparam("at_")
         session.execute(
             update(ReportJourney.__table__)
-            .where(_J.id == _current(bindparam("lead"), first),
+            .where(_J.id == current_journey(bindparam("lead"), first),
                    (_J.engaged_at.is_(None)) | (_J.engaged_at > first))
             .values(engaged_at=first)
             .execution_options(synchronize_session=False),
