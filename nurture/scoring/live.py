@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from nurture.clock import iso as _iso
@@ -85,68 +85,103 @@ def event_facts(session: Session, rows: Iterable[Any]) -> list[EventFacts]:
     ]
 
 
-# --- one lead under the active model ----------------------------------------------------------
+# --- leads under the active model, a batch at a time -----------------------------------------
+
+LEAD_COLUMNS = (
+    Lead.id, Lead.email, Lead.title, Lead.industry, Lead.company_size, Lead.country,
+    Lead.source, Lead.company, Lead.attributes, Lead.updated_at,
+)
+"""What fit rules look at (`rules.lead_facts`), and when the profile last changed."""
+
+SCORE_COLUMNS = (
+    LeadScore.lead_id, LeadScore.model_id, LeadScore.fit, LeadScore.decayed,
+    LeadScore.decayed_at, LeadScore.steady, LeadScore.fit_checked_at, LeadScore.qualified_at,
+)
+
+SCORES = LeadScore.__table__
+"""The table itself: its UPDATE by key is one executemany (the ORM's would go row by row)."""
+
+RULE_COLUMNS = (
+    LeadScoreRule.lead_id, LeadScoreRule.rule, LeadScoreRule.kind, LeadScoreRule.decays,
+    LeadScoreRule.value, LeadScoreRule.ref_at, LeadScoreRule.last_at,
+)
+
 
 @dataclass
 class _Lead:
-    """A locked lead score, loaded into a tally, and what to write back."""
+    """A locked lead score, loaded into a tally, and what to write back. Plain values (no ORM
+    objects): a batch of a thousand leads is read and written with a few statements."""
 
-    row: LeadScore
-    lead: Lead
+    lead_id: int
+    model_id: int
+    lead: Any
+    """The lead's row (`LEAD_COLUMNS`)."""
     tally: Tally
-    rows: dict[str, LeadScoreRule]
-    ledger: list[dict[str, Any]]
+    caps: CapBook | None = None
+    """A rebuilt lead's caps, holding what its history used (None: read from the ledger)."""
+    fit_before: float | None = None
+    """The stored fit before this transaction, if it was kept under the same model."""
+    fit_checked_at: datetime | None = None
+    qualified_at: datetime | None = None
+    ledger: list[dict[str, Any]] = field(default_factory=list)
 
 
 def lock_lead(session: Session, lead_id: int, model: ScoringModel, document: ScoringDocument,
-          *, now: datetime) -> _Lead:
+              *, now: datetime) -> _Lead:
     """Lock (creating it if need be) the lead's score; see `_lock_many`."""
     return _lock_many(session, [lead_id], model, document, now=now)[lead_id]
 
 
-def _lock_many(session: Session, lead_ids: list[int], model: ScoringModel,
+def _lock_many(session: Session, lead_ids: Iterable[int], model: ScoringModel,
                document: ScoringDocument, *, now: datetime) -> dict[int, _Lead]:
     """Lock (creating them if need be) the leads' scores, each rebuilt if it was kept under
     another model, its fit evaluated again if the profile changed since. Lead rows are locked
     first, then score rows, each in id order (every writer takes them in this order: no
-    deadlock); a batch of leads costs the same few statements as one."""
-    ids = sorted(lead_ids)
-    leads = {lead.id: lead for lead in session.execute(
-        select(Lead).where(one_of(session, Lead.id, ids)).order_by(Lead.id).with_for_update()
-    ).scalars()}
+    deadlock); a batch of leads costs the same few statements as one. A lead that no longer
+    exists is left out."""
+    ids = sorted(set(lead_ids))
+    leads = {row.id: row for row in session.execute(
+        select(*LEAD_COLUMNS).where(one_of(session, Lead.id, ids)).order_by(Lead.id)
+        .with_for_update(of=Lead)
+    )}
+    ids = [lead_id for lead_id in ids if lead_id in leads]
+    if not ids:
+        return {}
     session.execute(
         insert_ignoring_conflicts(session, LeadScore, index_elements=["lead_id"]),
         [{"lead_id": lead_id, "model_id": None, "fit": 0.0, "decayed": 0.0, "steady": 0.0,
           "updated_at": now} for lead_id in ids],
     )
-    rows = {row.lead_id: row for row in session.execute(
-        select(LeadScore).where(one_of(session, LeadScore.lead_id, ids))
-        .order_by(LeadScore.lead_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalars()}
-    current = [lead_id for lead_id in ids if rows[lead_id].model_id == model.id]
-    rules: dict[int, dict[str, LeadScoreRule]] = defaultdict(dict)
+    scores = {row.lead_id: row for row in session.execute(
+        select(*SCORE_COLUMNS).where(one_of(session, LeadScore.lead_id, ids))
+        .order_by(LeadScore.lead_id).with_for_update(of=LeadScore)
+    )}
+    h = half_life_s(document)
+    current = [lead_id for lead_id in ids if scores[lead_id].model_id == model.id]
+    parts: dict[int, dict[str, Part]] = defaultdict(dict)
     if current:
         for r in session.execute(
-            select(LeadScoreRule).where(one_of(session, LeadScoreRule.lead_id, current))
-        ).scalars():
-            rules[r.lead_id][r.rule] = r
+            select(*RULE_COLUMNS).where(one_of(session, LeadScoreRule.lead_id, current))
+        ):
+            parts[r.lead_id][r.rule] = Part(kind=r.kind, decays=r.decays, value=r.value,
+                                            ref_at=r.ref_at, last_at=r.last_at)
     states: dict[int, _Lead] = {}
-    for lead_id in ids:
-        row, lead = rows[lead_id], leads[lead_id]
-        if row.model_id != model.id:
-            states[lead_id] = _rebuild(session, row, lead, model, document, now=now)
-            continue
-        tally = Tally(
-            half_life_s=half_life_s(document), fit=row.fit, decayed=row.decayed,
-            decayed_at=row.decayed_at, steady=row.steady,
-            parts={name: Part(kind=r.kind, decays=r.decays, value=r.value, ref_at=r.ref_at,
-                              last_at=r.last_at) for name, r in rules[lead_id].items()},
+    for lead_id in current:
+        score, lead = scores[lead_id], leads[lead_id]
+        state = states[lead_id] = _Lead(
+            lead_id=lead_id, model_id=model.id, lead=lead,
+            tally=Tally(half_life_s=h, fit=score.fit, decayed=score.decayed,
+                        decayed_at=score.decayed_at, steady=score.steady,
+                        parts=parts[lead_id]),
+            fit_before=score.fit, fit_checked_at=score.fit_checked_at,
+            qualified_at=score.qualified_at,
         )
-        state = states[lead_id] = _Lead(row=row, lead=lead, tally=tally,
-                                        rows=rules[lead_id], ledger=[])
-        if row.fit_checked_at is None or lead.updated_at > row.fit_checked_at:
+        if score.fit_checked_at is None or lead.updated_at > score.fit_checked_at:
             _refit(state, model, document, now=now)
+    stale = [lead_id for lead_id in ids if lead_id not in states]
+    if stale:
+        states.update(_rebuild_many(session, [leads[lead_id] for lead_id in stale], model,
+                                    document, now=now))
     return states
 
 
@@ -154,30 +189,37 @@ def _refit(state: _Lead, model: ScoringModel, document: ScoringDocument, *,
            now: datetime) -> None:
     changes = state.tally.set_fit(fit_points(document, lead_facts(state.lead)), now)
     for rule, points in changes.items():
-        state.ledger.append({"lead_id": state.lead.id, "model_id": model.id, "rule": rule,
+        state.ledger.append({"lead_id": state.lead_id, "model_id": model.id, "rule": rule,
                              "points": points, "event_id": None, "occurred_at": now,
                              "recorded_at": now})
-    state.row.fit_checked_at = now
+    state.fit_checked_at = now
 
 
-def _rebuild(session: Session, row: LeadScore, lead: Lead, model: ScoringModel,
-             document: ScoringDocument, *, now: datetime) -> _Lead:
-    """The lead's score under `model` from scratch: fit now, and every event scored so far
-    (events not scored yet are left to the job that will score them)."""
-    session.execute(delete(LeadScoreRule).where(LeadScoreRule.lead_id == lead.id))
-    row.model_id = model.id
-    row.fit = row.decayed = row.steady = 0.0
-    row.decayed_at = row.qualified_at = None
-    state = _Lead(row=row, lead=lead, tally=Tally(half_life_s=half_life_s(document)), rows={},
-                  ledger=[])
-    _refit(state, model, document, now=now)
-    history = session.execute(
+def _rebuild_many(session: Session, leads: list[Any], model: ScoringModel,
+                  document: ScoringDocument, *, now: datetime) -> dict[int, _Lead]:
+    """The leads' scores under `model` from scratch: fit now, and every event scored so far
+    (events not scored yet are left to the job that will score them). Their rule rows are
+    deleted and their histories read with one statement each, whatever the number of leads."""
+    ids = [lead.id for lead in leads]
+    session.execute(delete(LeadScoreRule).where(one_of(session, LeadScoreRule.lead_id, ids)))
+    history: dict[int, list[EventFacts]] = defaultdict(list)
+    for event in event_facts(session, session.execute(
         select(*EVENT_COLUMNS)
-        .where(EngagementEvent.lead_id == lead.id, EngagementEvent.scored_at.is_not(None))
+        .where(one_of(session, EngagementEvent.lead_id, ids),
+               EngagementEvent.scored_at.is_not(None))
         .order_by(EngagementEvent.occurred_at, EngagementEvent.id)
-    ).all()
-    _apply(state, model, document, event_facts(session, history), CapBook(), now=now)
-    return state
+    )):
+        history[event.lead_id].append(event)
+    states: dict[int, _Lead] = {}
+    for lead in leads:
+        state = states[lead.id] = _Lead(lead_id=lead.id, model_id=model.id, lead=lead,
+                                        tally=Tally(half_life_s=half_life_s(document)),
+                                        caps=CapBook())
+        _refit(state, model, document, now=now)
+        _apply(state, model, document, history[lead.id], state.caps, now=now)
+        for part in state.tally.parts.values():
+            part.changed = True  # every rule row is written again
+    return states
 
 
 def _apply(state: _Lead, model: ScoringModel, document: ScoringDocument,
@@ -190,7 +232,7 @@ def _apply(state: _Lead, model: ScoringModel, document: ScoringDocument,
             if points == 0:
                 continue
             state.tally.add(rule.rule, kind, rule.decays, points, event.occurred_at)
-            state.ledger.append({"lead_id": state.lead.id, "model_id": model.id,
+            state.ledger.append({"lead_id": state.lead_id, "model_id": model.id,
                                  "rule": rule.rule, "points": points, "event_id": event.id,
                                  "occurred_at": event.occurred_at, "recorded_at": now})
             if points > 0:
@@ -201,7 +243,7 @@ def _apply(state: _Lead, model: ScoringModel, document: ScoringDocument,
 def _ledger_usage(session: Session, lead_ids: list[int], model_id: int,
                   events: list[EventFacts]) -> dict[int, UsageLoader]:
     """What capped rules already gave each lead in the weeks of these events (one query)."""
-    if not events:
+    if not events or not lead_ids:
         return {}
     start = week_start(min(e.occurred_at for e in events))
     end = week_start(max(e.occurred_at for e in events)) + 7 * DAY
@@ -228,32 +270,55 @@ def save_lead(session: Session, state: _Lead, *, now: datetime) -> None:
 
 
 def _save_many(session: Session, states: list[_Lead], *, now: datetime) -> None:
-    """Write the scores, their rule rows and the ledger entries back (statements batched)."""
+    """Write the scores, their changed rule rows and the ledger entries back: one statement
+    each (executemany), whatever the number of leads."""
+    if not states:
+        return
+    session.execute(
+        update(SCORES).where(SCORES.c.lead_id == bindparam("b_lead_id")).values(
+            model_id=bindparam("b_model_id"), fit=bindparam("b_fit"),
+            decayed=bindparam("b_decayed"), decayed_at=bindparam("b_decayed_at"),
+            steady=bindparam("b_steady"), fit_checked_at=bindparam("b_fit_checked_at"),
+            qualified_at=bindparam("b_qualified_at"), updated_at=bindparam("b_updated_at"),
+        ),
+        [{"b_lead_id": state.lead_id, "b_model_id": state.model_id, "b_fit": state.tally.fit,
+          "b_decayed": state.tally.decayed, "b_decayed_at": state.tally.decayed_at,
+          "b_steady": state.tally.steady, "b_fit_checked_at": state.fit_checked_at,
+          "b_qualified_at": state.qualified_at, "b_updated_at": now} for state in states],
+    )
+    rules: list[dict[str, Any]] = []
     ledger: list[dict[str, Any]] = []
     for state in states:
-        tally, row = state.tally, state.row
-        row.fit, row.decayed, row.decayed_at, row.steady = (
-            tally.fit, tally.decayed, tally.decayed_at, tally.steady)
-        row.updated_at = now
-        for name, part in tally.parts.items():
-            if not part.changed:
-                continue
-            existing = state.rows.get(name)
-            if existing is None:
-                existing = state.rows[name] = LeadScoreRule(lead_id=row.lead_id, rule=name)
-                session.add(existing)
-            existing.kind, existing.decays, existing.value = part.kind, part.decays, part.value
-            existing.ref_at, existing.last_at = part.ref_at, part.last_at
-            part.changed = False
+        for name, part in state.tally.parts.items():
+            if part.changed:
+                rules.append({"lead_id": state.lead_id, "rule": name, "kind": part.kind,
+                              "decays": part.decays, "value": part.value,
+                              "ref_at": part.ref_at, "last_at": part.last_at})
+                part.changed = False
         ledger.extend(state.ledger)
         state.ledger = []
+    if rules:
+        session.execute(_upsert_rules(session), rules)
     if ledger:
         session.execute(
             insert_ignoring_conflicts(session, ScoreLedgerEntry,
                                       index_elements=["model_id", "event_id", "rule"]),
             ledger,
         )
-    session.flush()
+
+
+def _upsert_rules(session: Session) -> Any:
+    """INSERT … ON CONFLICT (lead_id, rule) DO UPDATE for the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(LeadScoreRule)
+    return statement.on_conflict_do_update(
+        index_elements=["lead_id", "rule"],
+        set_={name: statement.excluded[name]
+              for name in ("kind", "decays", "value", "ref_at", "last_at")},
+    )
 
 
 def _qualifies(state: _Lead, document: ScoringDocument, *, now: datetime) -> bool:
@@ -262,17 +327,21 @@ def _qualifies(state: _Lead, document: ScoringDocument, *, now: datetime) -> boo
             and state.tally.fit >= thresholds.fit)
 
 
-def _recycle(session: Session, state: _Lead, model: ScoringModel, document: ScoringDocument,
-             *, event: EventFacts | None, now: datetime) -> bool:
-    """The lead crossed the thresholds: hand it to `nurture.handoffs` (which decides whether it
-    may go to sales now). True if a handoff was made. The lead qualified when the event that
-    raised its score was stored (what the handoff's latency is measured from)."""
-    qualified_at = min(now, event.received_at) if event and event.received_at else now
-    state.row.qualified_at = qualified_at
+def _qualified_at(event: EventFacts | None, now: datetime) -> datetime:
+    """The lead qualified when the event that raised its score was stored (what the
+    handoff's latency is measured from)."""
+    return min(now, event.received_at) if event and event.received_at else now
+
+
+def _recycle(session: Session, state: _Lead, model: ScoringModel, *,
+             event: EventFacts | None, now: datetime) -> bool:
+    """The lead crossed the thresholds (its `qualified_at` is saved): hand it to
+    `nurture.handoffs` (which decides whether it may go to sales now). True if a handoff
+    was made."""
     handoff = recycle(
-        session, state.lead.id, score=score_of(state.tally, model, now=now),
+        session, state.lead_id, score=score_of(state.tally, model, now=now),
         model_version_id=model.id, qualifying_event_id=event.id if event else None,
-        qualified_at=qualified_at, now=now,
+        qualified_at=state.qualified_at or now, now=now,
     )
     return handoff is not None
 
@@ -294,8 +363,8 @@ def score_of(tally: Tally, model: ScoringModel | None, *, now: datetime) -> dict
 # --- services -------------------------------------------------------------------------------
 
 def score_events(session: Session, first_id: int, last_id: int, *, now: datetime) -> Scored:
-    """Score the stored, not yet scored events with ids in [first_id, last_id], a lead at a
-    time; a lead that crosses the thresholds is handed to `nurture.handoffs`."""
+    """Score the stored, not yet scored events with ids in [first_id, last_id]; a lead that
+    crosses the thresholds is handed to `nurture.handoffs`."""
     rows = session.execute(
         select(*EVENT_COLUMNS)
         .where(EngagementEvent.id.between(first_id, last_id),
@@ -303,38 +372,60 @@ def score_events(session: Session, first_id: int, last_id: int, *, now: datetime
         .order_by(EngagementEvent.id)
         .with_for_update(skip_locked=True)
     ).all()
+    return score_rows(session, rows, now=now)
+
+
+def score_claimed(session: Session, event_ids: Iterable[int], *, now: datetime) -> Scored:
+    """Score the events of `event_ids` not scored yet, which this transaction has locked
+    (`nurture.engagement.handling` claimed them): one batch, however many."""
+    ids = sorted(event_ids)
+    if not ids:
+        return Scored(0, 0, 0, 0)
+    rows = session.execute(
+        select(*EVENT_COLUMNS)
+        .where(one_of(session, EngagementEvent.id, ids), EngagementEvent.scored_at.is_(None))
+        .order_by(EngagementEvent.id)
+        .with_for_update()
+    ).all()
+    return score_rows(session, rows, now=now)
+
+
+def score_rows(session: Session, rows: list[Any], *, now: datetime) -> Scored:
+    """Score these locked, unscored events (`EVENT_COLUMNS` rows) as one batch: the leads'
+    scores are locked, read, updated and written back with a handful of statements whatever
+    the number of events; each lead that crosses the thresholds is handed on."""
     if not rows:
         return Scored(0, 0, 0, 0)
     model = active_model(session)
-    by_lead: dict[int, list[Any]] = defaultdict(list)
-    for row in rows:
-        if row.lead_id is not None:
-            by_lead[row.lead_id].append(row)
+    lead_ids = sorted({row.lead_id for row in rows if row.lead_id is not None})
     qualified = recycled = 0
-    if model is not None:
+    if model is not None and lead_ids:
         document = document_of(model)
-        lead_ids = sorted(by_lead)
         states = _lock_many(session, lead_ids, model, document, now=now)
-        facts = event_facts(session, [r for lead_id in lead_ids for r in by_lead[lead_id]])
-        usage = _ledger_usage(session, lead_ids, model.id, facts)
+        facts = event_facts(session, [r for r in rows if r.lead_id in states])
+        usage = _ledger_usage(session, [i for i in states if states[i].caps is None],
+                              model.id, facts)
         events: dict[int, list[EventFacts]] = defaultdict(list)
         for event in sorted(facts, key=lambda e: (e.occurred_at, e.id)):
             events[event.lead_id].append(event)
-        raised = {lead_id: _apply(states[lead_id], model, document, events[lead_id],
-                                  CapBook(usage[lead_id]), now=now) for lead_id in lead_ids}
+        raised: dict[int, EventFacts] = {}
+        for lead_id, state in states.items():
+            caps = state.caps if state.caps is not None else CapBook(usage.get(lead_id))
+            event = _apply(state, model, document, events[lead_id], caps, now=now)
+            if event is not None and _qualifies(state, document, now=now):
+                raised[lead_id] = event
+                state.qualified_at = _qualified_at(event, now)
         _save_many(session, list(states.values()), now=now)
-        for lead_id in lead_ids:
-            state = states[lead_id]
-            if raised[lead_id] is not None and _qualifies(state, document, now=now):
-                qualified += 1
-                recycled += _recycle(session, state, model, document, event=raised[lead_id],
-                                     now=now)
+        for lead_id, event in raised.items():
+            qualified += 1
+            recycled += _recycle(session, states[lead_id], model, event=event, now=now)
     session.execute(
         update(EngagementEvent)
         .where(one_of(session, EngagementEvent.id, [r.id for r in rows]))
         .values(scored_at=now)
+        .execution_options(synchronize_session=False)
     )
-    return Scored(len(rows), len(by_lead), qualified, recycled)
+    return Scored(len(rows), len(lead_ids), qualified, recycled)
 
 
 def refresh_fit(session: Session, lead_id: int, *, now: datetime) -> bool:
@@ -344,13 +435,15 @@ def refresh_fit(session: Session, lead_id: int, *, now: datetime) -> bool:
     if model is None:
         return False
     document = document_of(model)
-    before = session.get(LeadScore, lead_id)
-    before_fit = before.fit if before is not None and before.model_id == model.id else None
-    state = lock_lead(session, lead_id, model, document, now=now)
+    state = _lock_many(session, [lead_id], model, document, now=now).get(lead_id)
+    if state is None:
+        return False
+    rising = state.fit_before is not None and state.tally.fit > state.fit_before
+    if rising and _qualifies(state, document, now=now):
+        state.qualified_at = now
+        save_lead(session, state, now=now)
+        return _recycle(session, state, model, event=None, now=now)
     save_lead(session, state, now=now)
-    if (before_fit is not None and state.tally.fit > before_fit
-            and _qualifies(state, document, now=now)):
-        return _recycle(session, state, model, document, event=None, now=now)
     return False
 
 
