@@ -427,7 +427,7 @@ def test_the_set_based_re_score_equals_the_lead_by_lead_one(db, monkeypatch):
     def rescore_all():
         with db.session_scope() as session:
             model = session.get(ScoringModel, second.id)
-            model.rescore_after_lead_id = model.rescore_finished_at = None
+            model.rescore_total = model.rescore_finished_at = None
             session.execute(LeadScore.__table__.update().values(model_id=None))
         while True:
             with db.session_scope() as session:

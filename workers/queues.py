@@ -59,6 +59,7 @@ class JobKind:
     result_ttl_s: int  # a finished job's record (and return value) is kept this long
     failure_ttl_s: int  # a failed job's record stays in the failed registry this long
     retry_intervals_s: tuple[int, ...] = ()  # one wait per retry; empty: RQ never retries it
+    copies: int = 1  # jobs enqueued together for one key, sharing the work the database splits
 
     def retry(self) -> Retry | None:
         if not self.retry_intervals_s:
@@ -96,12 +97,13 @@ JOB_KINDS: Mapping[str, JobKind] = {
             queue=QueueName.SCORING, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
             failure_ttl_s=7 * DAY, retry_intervals_s=(10, MINUTE, 10 * MINUTE),
         ),
-        # Every lead re-scored after a model's activation, a batch per transaction, resumable
-        # (the position is on the model); long, and on the default queue so scoring goes on.
+        # Every lead re-scored after a model's activation, a range of leads per transaction,
+        # resumable (the ranges are rows); long, and on the default queue so scoring goes on.
+        # Two copies take ranges side by side (two workers, and the database's two cores).
         JobKind(
             name="rescore_leads", function="workers.jobs.rescore_leads",
             queue=QueueName.DEFAULT, timeout_s=2 * HOUR, result_ttl_s=DAY,
-            failure_ttl_s=7 * DAY, retry_intervals_s=(MINUTE, 10 * MINUTE),
+            failure_ttl_s=7 * DAY, retry_intervals_s=(MINUTE, 10 * MINUTE), copies=2,
         ),
         # A scoring model run over stored history; touches no live score.
         JobKind(
@@ -160,17 +162,26 @@ def enqueue(
     """Enqueue the job of `kind` with `args` (ids, never ORM objects), once.
 
     The job id is `job_id(kind, *key)`, `key` defaulting to `args`. Returns the job and whether
-    it was enqueued now (False: the same job is still pending and is returned as it is).
+    it was enqueued now (False: the same job is still pending and is returned as it is). A kind
+    with `copies` > 1 gets its other copies too, with ids ending in `-copy1`, `-copy2`…
     """
     spec = JOB_KINDS[kind]
-    identity = job_id(kind, *(args if key is None else key))
+    key = args if key is None else key
+    first = _enqueue_one(connection, spec, args, job_id(kind, *key))
+    for copy in range(1, spec.copies):
+        _enqueue_one(connection, spec, args, job_id(kind, *key, f"copy{copy}"))
+    return first
+
+
+def _enqueue_one(connection: Redis, spec: JobKind, args: Sequence[str | int], identity: str
+                 ) -> tuple[Job, bool]:
     for _attempt in range(3):
         try:
             job = queue(connection, spec.queue).enqueue_call(
                 spec.function, args=args, job_id=identity, unique=True,
                 timeout=spec.timeout_s, result_ttl=spec.result_ttl_s,
                 failure_ttl=spec.failure_ttl_s, retry=spec.retry(),
-                description=f"{kind}{tuple(args)!r}",
+                description=f"{spec.name}{tuple(args)!r}",
             )
             return job, True
         except DuplicateJobError:

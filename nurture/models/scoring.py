@@ -52,6 +52,22 @@ class ScoringModel(Base):
     rescore_finished_at: Mapped[datetime | None]
 
 
+class RescoreRange(Base):
+    """A range of lead ids to re-score under a newly active model: the re-score's unit of work.
+
+    Jobs take ranges (SKIP LOCKED) in parallel, each in its own transaction, and mark them
+    done in it; a range whose job died is taken again."""
+
+    __tablename__ = "scoring_rescore_ranges"
+
+    model_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("scoring_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    first_lead_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    last_lead_id: Mapped[int] = mapped_column(BigId)
+    done_at: Mapped[datetime | None]
+
+
 class ScoringApproval(Base):
     """A marketer's or a sales approver's approval of a model version; withdrawn, it stays."""
 

@@ -83,10 +83,12 @@ def run_backtest(session: Session, backtest_id: int, *, now: datetime) -> Backte
     since = until - timedelta(days=backtest.days)
     runs = [_Run(m, document_of(m)) for m in models if m is not None]
     if all(bulk.backtest_supported(session, run.document, days=backtest.days) for run in runs):
-        for run in runs:  # set-based on PostgreSQL: the same answer without Python per event
-            run.recycled = bulk.first_crossings(session, run.document, since=since,
-                                                until=until,
-                                                half_life_s=half_life_s(run.document))
+        # set-based on PostgreSQL: the same answer without Python per event, every model in
+        # one reading of the window's events
+        found = bulk.first_crossings(session, [run.document for run in runs], since=since,
+                                     until=until)
+        for run, recycled in zip(runs, found, strict=True):
+            run.recycled = recycled
         events = bulk.count_events(session, since=since, until=until)
     else:
         events = _simulate(session, runs, since=since, until=until)

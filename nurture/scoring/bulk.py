@@ -16,11 +16,14 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Integer,
     MetaData,
     String,
     Table,
     and_,
     case,
+    cast,
+    column,
     delete,
     false,
     func,
@@ -29,7 +32,8 @@ from sqlalchemy import (
     null,
     select,
     text,
-    update,
+    union_all,
+    values,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.compiler import compiles
@@ -37,8 +41,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Executable, Select
 
 from nurture.models import (
-    Collateral,
-    CollateralVersion,
     EngagementEvent,
     Lead,
     LeadScore,
@@ -49,130 +51,138 @@ from nurture.scoring.document import ScoringDocument
 from nurture.scoring.rules import FIT
 from nurture.scoring.sql import contributions, decay_factor, fit_rows, supported
 
-__all__ = ["backtest_supported", "count_events", "first_crossings", "rescore_leads",
+__all__ = ["backtest_supported", "count_events", "first_crossings", "rescore_range",
            "supported"]
 
 
 # --- re-scoring a range of leads ------------------------------------------------------------
 
-def rescore_leads(session: Session, model_id: int, document: ScoringDocument,
-                  lead_ids: list[int], *, half_life_s: float, now: datetime) -> int:
-    """Rebuild the scores of these leads (those not kept under the model yet) under it, in a
-    few statements; returns how many were rebuilt. Locks their score rows in id order (the
-    order live scoring takes them in). The ledger gets, per lead and rule, one entry for the
-    points from before this ISO week (as worth now) and one per event of this week (what
-    the caps of this day and week are counted from)."""
-    session.execute(
-        insert(LeadScore).from_select(
-            ["lead_id", "fit", "decayed", "steady", "updated_at"],
-            select(Lead.id, literal(0.0, Float), literal(0.0, Float), literal(0.0, Float),
-                   literal(now, LeadScore.updated_at.type))
-            .where(Lead.id.between(lead_ids[0], lead_ids[-1])),
-        ).on_conflict_do_nothing(index_elements=["lead_id"])
-    )
-    targets = session.execute(
-        select(LeadScore.lead_id)
-        .where(LeadScore.lead_id.between(lead_ids[0], lead_ids[-1]),
-               LeadScore.model_id.is_distinct_from(model_id))
-        .order_by(LeadScore.lead_id).with_for_update()
-    ).scalars().all()
+def rescore_range(session: Session, model_id: int, document: ScoringDocument, first: int,
+                  last: int, *, half_life_s: float, now: datetime) -> int:
+    """Rebuild, under the model, the scores of the leads with ids in [first, last] not kept
+    under it yet; returns how many were rebuilt.
+
+    Their lead rows are locked first (FOR NO KEY UPDATE, in id order: live scoring takes the
+    lead rows, then the score rows, in this order, and waits; storing events for them, whose
+    foreign key only shares the lead's key, does not). The rules are read once per event and
+    once per lead (`sql.contributions`, `sql.fit_rows`) into one table of the rules' shares;
+    from it come the score rows (one upsert), the rule rows and the ledger. The ledger gets,
+    per lead and rule, one entry for the points from before this ISO week (as worth now),
+    one per event of this week (what the caps of this day and week are counted from), and one
+    per fit rule met."""
+    session.execute(text("DROP TABLE IF EXISTS scoring_targets, scoring_given, scoring_parts"))
+    session.execute(text("CREATE TEMP TABLE scoring_targets (lead_id bigint PRIMARY KEY) "
+                         "ON COMMIT DROP"))
+    targets = session.execute(text(
+        "WITH locked AS (SELECT l.id, s.model_id FROM leads l "
+        "LEFT JOIN lead_scores s ON s.lead_id = l.id WHERE l.id BETWEEN :first AND :last "
+        "ORDER BY l.id FOR NO KEY UPDATE OF l) "
+        "INSERT INTO scoring_targets SELECT id FROM locked "
+        "WHERE model_id IS DISTINCT FROM :model"),
+        {"first": first, "last": last, "model": model_id}).rowcount
     if not targets:
         return 0
-    # the batch as temporary tables: joins, where `= ANY(array)` of 20,000 ids would be
-    # checked row by row, and the batch's events read once for all the rules
-    session.execute(text("DROP TABLE IF EXISTS scoring_targets, scoring_events, scoring_given"))
-    session.execute(text(
-        "CREATE TEMP TABLE scoring_targets ON COMMIT DROP AS "
-        "SELECT unnest(CAST(:ids AS bigint[])) AS lead_id"), {"ids": list(targets)})
-    session.execute(text("ALTER TABLE scoring_targets ADD PRIMARY KEY (lead_id)"))
     session.execute(text("ANALYZE scoring_targets"))
     in_batch = select(TARGETS.c.lead_id)
-    session.execute(CreateTableAs("scoring_events", select(
-        EngagementEvent.lead_id, EngagementEvent.id, EngagementEvent.occurred_at,
-        EngagementEvent.type, EngagementEvent.is_machine, EngagementEvent.url,
-        EngagementEvent.source, EngagementEvent.bounce_class, EngagementEvent.properties,
-        Collateral.key.label("collateral"),
-    ).select_from(
-        EngagementEvent.__table__.join(TARGETS, TARGETS.c.lead_id == EngagementEvent.lead_id)
-        .outerjoin(CollateralVersion.__table__,
-                   CollateralVersion.id == EngagementEvent.collateral_version_id)
-        .outerjoin(Collateral.__table__, Collateral.id == CollateralVersion.collateral_id)
-    ).where(EngagementEvent.scored_at.is_not(None))))
     session.execute(delete(LeadScoreRule).where(LeadScoreRule.lead_id.in_(in_batch)))
+    events = EngagementEvent.__table__
+    given = contributions([document], [events.c.scored_at.is_not(None)], events,
+                          events.join(TARGETS, TARGETS.c.lead_id == events.c.lead_id))
     week = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=now.weekday())
-    rule_columns = ["lead_id", "rule", "kind", "decays", "value", "ref_at", "last_at"]
-    fit = fit_rows(document, Lead.id.in_(in_batch))
-    if fit is not None:
-        session.execute(insert(LeadScoreRule).from_select(rule_columns, select(
-            fit.c.lead_id, fit.c.rule, literal(FIT), false(), fit.c.points,
-            null(), literal(now, LeadScoreRule.last_at.type))))
-    given = contributions(document, [], _events_table(document))
-    ledger_columns = ["lead_id", "model_id", "rule", "points", "event_id", "occurred_at",
-                      "recorded_at"]
-    at_now = literal(now, ScoreLedgerEntry.recorded_at.type)
+    at_now = literal(now, LeadScoreRule.last_at.type)
+    parts = []
     if given is not None:
         session.execute(CreateTableAs("scoring_given", select(given)))
-        table = Table("scoring_given", MetaData(), *(
-            Column(c.name, c.type) for c in given.c))
-        worth = case((table.c.decays, table.c.points
-                      * decay_factor(table.c.occurred_at, now, half_life_s)),
-                     else_=table.c.points)
-        session.execute(insert(LeadScoreRule).from_select(rule_columns, select(
-            table.c.lead_id, table.c.rule, func.min(table.c.kind), func.bool_or(table.c.decays),
-            func.sum(worth),
-            case((func.bool_or(table.c.decays), literal(now, LeadScoreRule.ref_at.type)),
-                 else_=null()),
-            func.max(table.c.occurred_at),
-        ).group_by(table.c.lead_id, table.c.rule)))
-        session.execute(insert(ScoreLedgerEntry).from_select(ledger_columns, select(
-            table.c.lead_id, literal(model_id), table.c.rule, func.sum(worth), null(),
-            at_now, at_now,
-        ).where(table.c.occurred_at < week).group_by(table.c.lead_id, table.c.rule)))
-        session.execute(insert(ScoreLedgerEntry).from_select(ledger_columns, select(
-            table.c.lead_id, literal(model_id), table.c.rule, table.c.points,
-            table.c.event_id, table.c.occurred_at, at_now,
-        ).where(table.c.occurred_at >= week)))
+        worth = case((GIVEN.c.decays,
+                      GIVEN.c.points * decay_factor(GIVEN.c.occurred_at, now, half_life_s)),
+                     else_=GIVEN.c.points)
+        decays = func.bool_or(GIVEN.c.decays)
+        parts.append(select(
+            GIVEN.c.lead_id, GIVEN.c.rule, func.min(GIVEN.c.kind).label("kind"),
+            decays.label("decays"), func.sum(worth).label("value"),
+            case((decays, at_now), else_=null()).label("ref_at"),
+            func.max(GIVEN.c.occurred_at).label("last_at"),
+            func.sum(worth).filter(GIVEN.c.occurred_at < week).label("before"),
+        ).group_by(GIVEN.c.lead_id, GIVEN.c.rule))
+    fit = fit_rows([document], [], Lead.__table__.join(TARGETS, TARGETS.c.lead_id == Lead.id))
     if fit is not None:
-        session.execute(insert(ScoreLedgerEntry).from_select(ledger_columns, select(
-            LeadScoreRule.lead_id, literal(model_id), LeadScoreRule.rule, LeadScoreRule.value,
-            null(), at_now, at_now,
-        ).where(LeadScoreRule.lead_id.in_(in_batch), LeadScoreRule.kind == FIT)))
-    session.execute(
-        update(LeadScore).where(LeadScore.lead_id.in_(in_batch))
-        .values(model_id=model_id, fit=0.0, decayed=0.0, steady=0.0, decayed_at=now,
-                fit_checked_at=now, qualified_at=None, updated_at=now)
-    )
-    kind, decays, value = LeadScoreRule.kind, LeadScoreRule.decays, LeadScoreRule.value
+        parts.append(select(fit.c.lead_id, fit.c.rule, literal(FIT).label("kind"),
+                            false().label("decays"), fit.c.points.label("value"),
+                            cast(null(), LeadScoreRule.ref_at.type).label("ref_at"),
+                            at_now.label("last_at"),
+                            fit.c.points.label("before")))
+    if parts:
+        session.execute(CreateTableAs("scoring_parts", union_all(*parts)))
+    else:
+        session.execute(text("CREATE TEMP TABLE scoring_parts ON COMMIT DROP AS SELECT "
+                             "NULL::bigint AS lead_id, NULL::text AS rule, NULL::text AS kind, "
+                             "false AS decays, 0.0::float8 AS value, "
+                             "NULL::timestamptz AS ref_at, NULL::timestamptz AS last_at, "
+                             "0.0::float8 AS before LIMIT 0"))
+    kind, value = PARTS.c.kind, PARTS.c.value
     sums = select(
-        LeadScoreRule.lead_id,
-        func.sum(case((kind == FIT, value), else_=0.0)).label("fit"),
-        func.sum(case((and_(kind != FIT, decays), value), else_=0.0)).label("decayed"),
-        func.sum(case((and_(kind != FIT, not_(decays)), value), else_=0.0)).label("steady"),
-    ).where(LeadScoreRule.lead_id.in_(in_batch)).group_by(
-        LeadScoreRule.lead_id).subquery()
-    session.execute(
-        update(LeadScore).where(LeadScore.lead_id == sums.c.lead_id)
-        .values(fit=sums.c.fit, decayed=sums.c.decayed, steady=sums.c.steady)
-    )
-    session.execute(text("DROP TABLE IF EXISTS scoring_targets, scoring_events, scoring_given"))
+        TARGETS.c.lead_id,
+        func.coalesce(func.sum(case((kind == FIT, value))), 0.0).label("fit"),
+        func.coalesce(func.sum(case((and_(kind != FIT, PARTS.c.decays), value))), 0.0
+                      ).label("decayed"),
+        func.coalesce(func.sum(case((and_(kind != FIT, not_(PARTS.c.decays)), value))), 0.0
+                      ).label("steady"),
+    ).select_from(TARGETS.outerjoin(PARTS, PARTS.c.lead_id == TARGETS.c.lead_id)
+                  ).group_by(TARGETS.c.lead_id).order_by(TARGETS.c.lead_id).subquery()
+    upsert = insert(LeadScore).from_select(
+        ["lead_id", "model_id", "fit", "decayed", "decayed_at", "steady", "fit_checked_at",
+         "qualified_at", "updated_at"],
+        select(sums.c.lead_id, literal(model_id), sums.c.fit, sums.c.decayed,
+               literal(now, LeadScore.decayed_at.type), sums.c.steady,
+               literal(now, LeadScore.fit_checked_at.type),
+               null(), literal(now, LeadScore.updated_at.type)))
+    session.execute(upsert.on_conflict_do_update(
+        index_elements=["lead_id"],
+        set_={name: upsert.excluded[name] for name in (
+            "model_id", "fit", "decayed", "decayed_at", "steady", "fit_checked_at",
+            "qualified_at", "updated_at")}))
+    session.execute(insert(LeadScoreRule).from_select(
+        ["lead_id", "rule", "kind", "decays", "value", "ref_at", "last_at"],
+        select(PARTS.c.lead_id, PARTS.c.rule, PARTS.c.kind, PARTS.c.decays, PARTS.c.value,
+               PARTS.c.ref_at, PARTS.c.last_at)))
+    ledger = [select(PARTS.c.lead_id, literal(model_id).label("model_id"), PARTS.c.rule,
+                     PARTS.c.before.label("points"),
+                     cast(null(), BigInteger).label("event_id"),
+                     at_now.label("occurred_at"), at_now.label("recorded_at"))
+              .where(PARTS.c.before.is_not(None))]
+    if given is not None:
+        ledger.append(select(GIVEN.c.lead_id, literal(model_id), GIVEN.c.rule, GIVEN.c.points,
+                             GIVEN.c.event_id, GIVEN.c.occurred_at, at_now)
+                      .where(GIVEN.c.occurred_at >= week))
+    session.execute(insert(ScoreLedgerEntry).from_select(
+        ["lead_id", "model_id", "rule", "points", "event_id", "occurred_at", "recorded_at"],
+        union_all(*ledger)))
+    session.execute(text("DROP TABLE IF EXISTS scoring_targets, scoring_given, scoring_parts"))
     session.expire_all()
-    return len(targets)
+    return targets
 
 
 TARGETS = Table("scoring_targets", MetaData(), Column("lead_id", BigInteger, primary_key=True))
 """The leads of a re-score batch (a temporary table)."""
 
 
-def _events_table(document: ScoringDocument) -> Table:
-    """The batch's events (a temporary table), with the key of their collateral."""
-    return Table(
-        "scoring_events", MetaData(),
-        Column("lead_id", BigInteger), Column("id", BigInteger),
-        Column("occurred_at", EngagementEvent.occurred_at.type),
-        Column("type", EngagementEvent.type.type), Column("is_machine", Boolean),
-        Column("url", String), Column("source", String), Column("bounce_class", String),
-        Column("properties", EngagementEvent.properties.type), Column("collateral", String),
-    )
+GIVEN = Table(
+    "scoring_given", MetaData(),
+    Column("model", Integer), Column("lead_id", BigInteger), Column("event_id", BigInteger),
+    Column("occurred_at", EngagementEvent.occurred_at.type), Column("rule", String),
+    Column("kind", String), Column("decays", Boolean), Column("points", Float),
+)
+"""What each event of the batch gave, per rule, after the caps (a temporary table)."""
+
+PARTS = Table(
+    "scoring_parts", MetaData(),
+    Column("lead_id", BigInteger), Column("rule", String), Column("kind", String),
+    Column("decays", Boolean), Column("value", Float),
+    Column("ref_at", LeadScoreRule.ref_at.type), Column("last_at", LeadScoreRule.last_at.type),
+    Column("before", Float),
+)
+"""Each rule's share of each lead of the batch: its rule row, and in `before` the ledger's
+entry for what came before this week (NULL: none)."""
 
 
 class CreateTableAs(Executable, ClauseElement):
@@ -202,50 +212,67 @@ def backtest_supported(session: Session, document: ScoringDocument, *, days: int
             and days / document.half_life_days <= MAX_DECAY_SPAN)
 
 
-def first_crossings(session: Session, document: ScoringDocument, *, since: datetime,
-                    until: datetime, half_life_s: float) -> dict[int, datetime]:
-    """For each lead, the first event in [since, until) after which the model would have
-    recycled it (it raised the score, and total and fit met the thresholds then).
+def first_crossings(session: Session, documents: list[ScoringDocument], *, since: datetime,
+                    until: datetime) -> list[dict[int, datetime]]:
+    """For each document and each lead, the first event in [since, until) after which the
+    model would have recycled it (it raised the score, and total and fit met the thresholds
+    then): one query for all the documents, reading the window's events once.
 
     The decayed sum at event i is 2^-(t_i-t0)/h · Σ_{j<=i} p_j·2^(t_j-t0)/h: a running sum."""
-    window = [EngagementEvent.lead_id.is_not(None), EngagementEvent.occurred_at >= since,
-              EngagementEvent.occurred_at < until]
-    given = contributions(document, window)
+    session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    found: list[dict[int, datetime]] = [{} for _ in documents]
+    window = [EngagementEvent.occurred_at >= since, EngagementEvent.occurred_at < until]
+    given = contributions(documents, window)
     if given is None:
-        return {}
+        return found
+    models = values(column("model", Integer), column("half_life_s", Float),
+                    column("total", Float), column("fit", Float), name="models").data([
+        (m, d.half_life_days * 86_400.0, float(d.thresholds.total), float(d.thresholds.fit))
+        for m, d in enumerate(documents)])
+    half_life = cast(models.c.half_life_s, Float)
     grow = func.exp(math.log(2) * (func.extract("epoch", given.c.occurred_at)
-                                   - since.timestamp()) / half_life_s)
+                                   - since.timestamp()) / half_life)
     per_event = select(
-        given.c.lead_id, given.c.event_id, given.c.occurred_at,
+        given.c.model, given.c.lead_id, given.c.event_id, given.c.occurred_at,
         func.sum(case((given.c.decays, given.c.points * grow), else_=0.0)).label("grown"),
         func.sum(case((given.c.decays, 0.0), else_=given.c.points)).label("steady"),
         func.bool_or(given.c.points > 0).label("raised"),
-    ).group_by(given.c.lead_id, given.c.event_id, given.c.occurred_at).subquery()
+    ).select_from(given.join(models, models.c.model == given.c.model)).group_by(
+        given.c.model, given.c.lead_id, given.c.event_id, given.c.occurred_at).subquery()
     order = (per_event.c.occurred_at, per_event.c.event_id)
+    partition = (per_event.c.model, per_event.c.lead_id)
     running = select(
-        per_event.c.lead_id, per_event.c.occurred_at, per_event.c.raised,
-        func.sum(per_event.c.grown).over(partition_by=per_event.c.lead_id, order_by=order)
-        .label("grown"),
-        func.sum(per_event.c.steady).over(partition_by=per_event.c.lead_id, order_by=order)
+        per_event.c.model, per_event.c.lead_id, per_event.c.occurred_at, per_event.c.raised,
+        func.sum(per_event.c.grown).over(partition_by=partition, order_by=order).label("grown"),
+        func.sum(per_event.c.steady).over(partition_by=partition, order_by=order)
         .label("steady"),
     ).subquery()
-    fit = fit_rows(document, Lead.id.in_(
-        select(EngagementEvent.lead_id).where(*window).distinct().scalar_subquery()))
-    fit_sums = (select(fit.c.lead_id, func.sum(fit.c.points).label("fit"))
-                .group_by(fit.c.lead_id).subquery() if fit is not None else None)
-    lead_fit = (func.coalesce(fit_sums.c.fit, 0.0) if fit_sums is not None
-                else literal(0.0, Float))
+    fit = fit_rows(documents, [])
+    source = running.join(models, models.c.model == running.c.model)
+    lead_fit: Any = literal(0.0, Float)
+    if fit is not None:
+        fit_sums = (select(fit.c.model, fit.c.lead_id, func.sum(fit.c.points).label("fit"))
+                    .group_by(fit.c.model, fit.c.lead_id).subquery())
+        source = source.outerjoin(fit_sums, and_(fit_sums.c.model == running.c.model,
+                                                 fit_sums.c.lead_id == running.c.lead_id))
+        lead_fit = func.coalesce(fit_sums.c.fit, 0.0)
     shrink = func.exp(-math.log(2) * (func.extract("epoch", running.c.occurred_at)
-                                      - since.timestamp()) / half_life_s)
+                                      - since.timestamp()) / half_life)
     total = lead_fit + running.c.steady + running.c.grown * shrink
-    thresholds = document.thresholds
-    query = select(running.c.lead_id, func.min(running.c.occurred_at))
-    if fit_sums is not None:
-        query = query.select_from(
-            running.outerjoin(fit_sums, fit_sums.c.lead_id == running.c.lead_id))
-    query = query.where(running.c.raised, lead_fit >= thresholds.fit,
-                        total >= thresholds.total).group_by(running.c.lead_id)
-    return dict(session.execute(query).tuples().all())
+    query = (
+        select(running.c.model, running.c.lead_id, func.min(running.c.occurred_at))
+        .select_from(source)
+        .where(running.c.raised, lead_fit >= cast(models.c.fit, Float),
+               total >= cast(models.c.total, Float))
+        .group_by(running.c.model, running.c.lead_id)
+    )
+    for model, lead_id, at in session.execute(query).tuples():
+        found[model][lead_id] = at
+    return found
+
+
+WORK_MEM = "256MB"
+"""Memory a backtest's sorts and window functions may use (set for its transaction only)."""
 
 
 def count_events(session: Session, *, since: datetime, until: datetime) -> int:

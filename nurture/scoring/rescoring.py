@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.clock import iso as _iso
@@ -19,6 +19,7 @@ from nurture.models import (
     Lead,
     LeadScore,
     LeadScoreRule,
+    RescoreRange,
     ScoreLedgerEntry,
     ScoringModel,
     ScoringModelStatus,
@@ -58,46 +59,99 @@ __all__ = [
 ]
 
 RESCORE_BATCH = 500
-"""Leads re-scored per transaction after an activation, lead by lead (short transactions:
+"""Leads per range of a re-score after an activation, lead by lead (short transactions:
 ingest goes on)."""
 
 BULK_RESCORE_BATCH = 20_000
-"""Leads re-scored per transaction by the set-based path (PostgreSQL)."""
+"""Leads per range of the set-based re-score (PostgreSQL)."""
+
+LAST_LEAD_ID = 2**63 - 1
+"""The last range runs to here: leads created during the re-score are in it."""
 
 
 def rescore_batch(session: Session, model_id: int, *, now: datetime) -> bool:
-    """Re-score the next leads (by id) under the model after its activation, recording the
-    progress on the model; False when every lead is done (or the model is no longer active)."""
-    model = session.execute(
-        select(ScoringModel).where(ScoringModel.id == model_id).with_for_update()
-    ).scalar_one_or_none()
+    """Re-score the next range of leads under the model after its activation, recording the
+    progress on the model; False when no range is left to take (every lead is done, or the
+    others are being done by other jobs), or the model is no longer active.
+
+    The first call plans the ranges (under the model's row lock); then each call takes one
+    not done and not taken by another job (SKIP LOCKED), so several jobs share the work, and
+    marks it done in the same transaction: a job that dies leaves its range to the next."""
+    model = session.get(ScoringModel, model_id)
     if (model is None or model.status != ScoringModelStatus.ACTIVE
             or model.rescore_finished_at is not None):
         return False
-    if model.rescore_total is None:
-        model.rescore_total = session.execute(select(func.count()).select_from(Lead)).scalar_one()
     document = document_of(model)
     set_based = bulk.supported(session, document)
-    lead_ids = session.execute(
-        select(Lead.id).where(Lead.id > (model.rescore_after_lead_id or 0))
-        .order_by(Lead.id).limit(BULK_RESCORE_BATCH if set_based else RESCORE_BATCH)
-    ).scalars().all()
-    if not lead_ids:
-        model.rescore_finished_at = now
-        model.rescore_total = max(model.rescore_total, model.rescore_done)
-        session.flush()
+    if model.rescore_total is None:
+        _plan(session, model, BULK_RESCORE_BATCH if set_based else RESCORE_BATCH)
+    taken = session.execute(
+        select(RescoreRange)
+        .where(RescoreRange.model_id == model.id, RescoreRange.done_at.is_(None))
+        .order_by(RescoreRange.first_lead_id).limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+    if taken is None:
+        _finish(session, model.id, now=now)
         return False
+    first, last = taken.first_lead_id, taken.last_lead_id
+    leads = session.execute(
+        select(func.count()).select_from(Lead).where(Lead.id.between(first, last))
+    ).scalar_one()
     if set_based:
-        bulk.rescore_leads(session, model.id, document, list(lead_ids),
+        bulk.rescore_range(session, model.id, document, first, last,
                            half_life_s=half_life_s(document), now=now)
     else:
-        for lead_id in lead_ids:
+        for lead_id in session.execute(
+            select(Lead.id).where(Lead.id.between(first, last)).order_by(Lead.id)
+        ).scalars().all():
             state = lock_lead(session, lead_id, model, document, now=now)
             save_lead(session, state, now=now)
-    model.rescore_done += len(lead_ids)
-    model.rescore_after_lead_id = lead_ids[-1]
-    session.flush()
+    session.execute(update(RescoreRange)
+                    .where(RescoreRange.model_id == model.id,
+                           RescoreRange.first_lead_id == first)
+                    .values(done_at=now))
+    session.execute(update(ScoringModel).where(ScoringModel.id == model.id)
+                    .values(rescore_done=ScoringModel.rescore_done + leads))
+    session.expire_all()
     return True
+
+
+def _plan(session: Session, model: ScoringModel, size: int) -> None:
+    """Split the leads into ranges of `size` (the model row locked: one job plans)."""
+    session.refresh(model, with_for_update=True)
+    if model.rescore_total is not None:
+        return  # another job planned them meanwhile
+    session.execute(delete(RescoreRange).where(RescoreRange.model_id == model.id))
+    numbered = select(Lead.id, func.row_number().over(order_by=Lead.id).label("n")).subquery()
+    firsts = session.execute(
+        select(numbered.c.id).where((numbered.c.n - 1) % size == 0).order_by(numbered.c.id)
+    ).scalars().all() or [1]
+    lasts = [after - 1 for after in firsts[1:]] + [LAST_LEAD_ID]
+    session.execute(insert(RescoreRange), [
+        {"model_id": model.id, "first_lead_id": first, "last_lead_id": last, "done_at": None}
+        for first, last in zip(firsts, lasts, strict=True)])
+    model.rescore_total = session.execute(select(func.count()).select_from(Lead)).scalar_one()
+    model.rescore_done = 0
+    session.flush()
+
+
+def _finish(session: Session, model_id: int, *, now: datetime) -> None:
+    """Mark the re-score finished if no range is left, taken or not."""
+    left = session.execute(
+        select(func.count()).select_from(RescoreRange)
+        .where(RescoreRange.model_id == model_id, RescoreRange.done_at.is_(None))
+    ).scalar_one()
+    if left:
+        return
+    model = session.execute(
+        select(ScoringModel).where(ScoringModel.id == model_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if model.rescore_finished_at is None:
+        model.rescore_finished_at = now
+        model.rescore_total = max(model.rescore_total or 0, model.rescore_done)
+        session.flush()
 
 
 def unfinished_rescores(session: Session) -> list[int]:

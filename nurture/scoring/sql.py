@@ -22,10 +22,12 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Float,
+    Integer,
     String,
     and_,
     case,
     cast,
+    column,
     func,
     literal,
     not_,
@@ -33,10 +35,10 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    union_all,
+    values,
 )
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
 
 from nurture.models import (
     Collateral,
@@ -106,7 +108,7 @@ def _condition(column: ColumnElement[Any], condition: Condition) -> ColumnElemen
     return and_(not_(missing), test)
 
 
-# --- fit ------------------------------------------------------------------------------------
+# --- fit ---------------------------------------------------------------------------------
 
 def _lead_column(name: str) -> ColumnElement[Any]:
     if name.startswith("attributes."):
@@ -120,17 +122,37 @@ def _lead_column(name: str) -> ColumnElement[Any]:
     return getattr(Lead, name)
 
 
-def fit_rows(document: ScoringDocument, leads: ColumnElement[bool]) -> Any:
-    """(lead_id, rule, points) for every fit rule each lead meeting `leads` meets; a subquery."""
-    parts = [
-        select(Lead.id.label("lead_id"), literal(rule.rule).label("rule"),
-               literal(float(rule.points), Float).label("points"))
-        .where(leads, *(_condition(_lead_column(c.field), c) for c in rule.when))
-        for rule in document.fit
-    ]
-    if not parts:
+def _matched(tests: list[ColumnElement[bool]]) -> Any:
+    """The 1-based positions of the tests that hold, one row each (a set-returning function
+    for a lateral join): each row is read once for all the rules, and yields only the rules
+    it meets."""
+    positions = array([case((test, literal(i, Integer))) for i, test in enumerate(tests, 1)])
+    return func.unnest(func.array_remove(positions, null())).table_valued("idx").render_derived()
+
+
+def fit_rows(documents: list[ScoringDocument], where: list[ColumnElement[bool]],
+             source: Any = None) -> Any:
+    """(model, lead_id, rule, points) for every fit rule of each document (`model`: its index
+    in `documents`) that each lead meeting `where` meets, in one scan of the leads; a
+    subquery, None if no document has a fit rule."""
+    rules = [(m, rule) for m, document in enumerate(documents) for rule in document.fit]
+    if not rules:
         return None
-    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("fit")
+    hit = _matched([and_(*(_condition(_lead_column(c.field), c) for c in rule.when))
+                    for _, rule in rules])
+    constants = values(column("idx", Integer), column("model", Integer),
+                       column("rule", String), column("points", Float), name="fit_rules",
+                       ).data([(i, m, rule.rule, float(rule.points))
+                               for i, (m, rule) in enumerate(rules, 1)])
+    return (
+        select(constants.c.model, Lead.id.label("lead_id"), constants.c.rule,
+               cast(constants.c.points, Float).label("points"))
+        .select_from(
+            (Lead.__table__ if source is None else source).join(hit, true())
+            .join(constants, constants.c.idx == hit.c.idx))
+        .where(*where)
+        .subquery("fit")
+    )
 
 
 # --- engagement -----------------------------------------------------------------------------
@@ -143,73 +165,86 @@ def _event_column(table: Any, name: str) -> ColumnElement[Any]:
     return table.c[name]
 
 
-def _rule_events(rule: EventRule, where: list[ColumnElement[bool]], table: Any) -> Select[Any]:
-    source = table
-    if any(c.field == "collateral" for c in rule.where) and "collateral" not in table.c:
-        source = source.outerjoin(
-            CollateralVersion.__table__, CollateralVersion.id == table.c.collateral_version_id,
-        ).outerjoin(Collateral.__table__, Collateral.id == CollateralVersion.collateral_id)
-    return (
-        select(table.c.lead_id, table.c.id, table.c.occurred_at)
-        .select_from(source)
-        .where(table.c.type.in_(sorted(rule.event_types)),
-               true() if rule.include_machine else table.c.is_machine.is_(False),
-               *(_condition(_event_column(table, c.field), c) for c in rule.where),
-               *where)
-    )
+def _rule_test(rule: EventRule, table: Any) -> ColumnElement[bool]:
+    return and_(table.c.type.in_(sorted(rule.event_types)),
+                true() if rule.include_machine else table.c.is_machine.is_(False),
+                *(_condition(_event_column(table, c.field), c) for c in rule.where))
 
 
 def _utc(column: ColumnElement[datetime], unit: str) -> ColumnElement[Any]:
     return func.date_trunc(unit, func.timezone("UTC", column))
 
 
-def contributions(document: ScoringDocument, where: list[ColumnElement[bool]],
-                  table: Any = None) -> Any:
-    """(lead_id, event_id, occurred_at, rule, kind, decays, points) for every event of `table`
-    (default: engagement_events) matching `where` and a rule, after the rule's caps."""
+def contributions(documents: list[ScoringDocument], where: list[ColumnElement[bool]],
+                  table: Any = None, source: Any = None) -> Any:
+    """(model, lead_id, event_id, occurred_at, rule, kind, decays, points) for every event of
+    `table` (default: engagement_events; `source`: it joined to what `where` needs) matching
+    `where` and a rule of a document (`model`: its index in `documents`), after the rule's
+    caps; a subquery, None if no document has an event rule.
+
+    The events are read once for all the rules of all the documents: each yields a row per
+    rule it meets, and the caps of every rule are the same two window functions over them."""
     table = EngagementEvent.__table__ if table is None else table
-    parts = []
-    for kind, rules in ((ENGAGEMENT, document.engagement), (NEGATIVE, document.negative)):
-        for rule in rules:
-            magnitude = abs(rule.points)
-            sign = math.copysign(1.0, rule.points)
-            events = _rule_events(rule, where, table).subquery()
-            cap = rule.cap
-            if cap is None or (cap.per_day is None and cap.per_week is None):
-                allowed = select(events.c.lead_id, events.c.id, events.c.occurred_at,
-                                 literal(magnitude, Float).label("points"))
-            else:
-                day_rank = func.row_number().over(
-                    partition_by=(events.c.lead_id, _utc(events.c.occurred_at, "day")),
-                    order_by=(events.c.occurred_at, events.c.id))
-                by_day = (
-                    func.least(magnitude, func.greatest(0.0, cap.per_day - magnitude
-                                                        * (day_rank - 1)))
-                    if cap.per_day is not None else literal(magnitude, Float)
-                )
-                daily = select(events.c.lead_id, events.c.id, events.c.occurred_at,
-                               by_day.label("points")).subquery()
-                if cap.per_week is None:
-                    allowed = select(daily)
-                else:
-                    before = func.coalesce(func.sum(daily.c.points).over(
-                        partition_by=(daily.c.lead_id, _utc(daily.c.occurred_at, "week")),
-                        order_by=(daily.c.occurred_at, daily.c.id), rows=(None, -1)), 0.0)
-                    allowed = select(
-                        daily.c.lead_id, daily.c.id, daily.c.occurred_at,
-                        func.least(daily.c.points,
-                                   func.greatest(0.0, cap.per_week - before)).label("points"))
-            given = allowed.subquery()
-            parts.append(
-                select(given.c.lead_id, given.c.id.label("event_id"), given.c.occurred_at,
-                       literal(rule.rule).label("rule"), literal(kind).label("kind"),
-                       literal(rule.decays, Boolean).label("decays"),
-                       (given.c.points * sign).label("points"))
-                .where(given.c.points > 0)
-            )
-    if not parts:
+    rules = [(m, kind, rule) for m, document in enumerate(documents)
+             for kind, kind_rules in ((ENGAGEMENT, document.engagement),
+                                      (NEGATIVE, document.negative))
+             for rule in kind_rules]
+    if not rules:
         return None
-    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("given")
+    source = table if source is None else source
+    if any(c.field == "collateral" for _, _, rule in rules for c in rule.where) and (
+            "collateral" not in table.c):
+        source = source.outerjoin(
+            CollateralVersion.__table__, CollateralVersion.id == table.c.collateral_version_id,
+        ).outerjoin(Collateral.__table__, Collateral.id == CollateralVersion.collateral_id)
+    hit = _matched([_rule_test(rule, table) for _, _, rule in rules])
+    types = sorted({t for _, _, rule in rules for t in rule.event_types})
+    machine = [] if any(rule.include_machine for _, _, rule in rules) else [
+        table.c.is_machine.is_(False)]
+    constants = values(
+        column("idx", Integer), column("model", Integer), column("rule", String),
+        column("kind", String), column("decays", Boolean), column("magnitude", Float),
+        column("sign", Float), column("per_day", Float), column("per_week", Float),
+        name="event_rules",
+    ).data([(i, m, rule.rule, kind, rule.decays, float(abs(rule.points)),
+             math.copysign(1.0, rule.points),
+             rule.cap.per_day if rule.cap is not None else None,
+             rule.cap.per_week if rule.cap is not None else None)
+            for i, (m, kind, rule) in enumerate(rules, 1)])
+    rule_columns = (constants.c.model, constants.c.rule, constants.c.kind, constants.c.decays,
+                    cast(constants.c.sign, Float).label("sign"))
+    magnitude = cast(constants.c.magnitude, Float)
+    per_day = cast(constants.c.per_day, Float)
+    day_rank = func.row_number().over(
+        partition_by=(hit.c.idx, table.c.lead_id, _utc(table.c.occurred_at, "day")),
+        order_by=(table.c.occurred_at, table.c.id))
+    daily = (
+        select(hit.c.idx, table.c.lead_id, table.c.id.label("event_id"), table.c.occurred_at,
+               *rule_columns, cast(constants.c.per_week, Float).label("per_week"),
+               case((per_day.is_(None), magnitude),
+                    else_=func.least(magnitude, func.greatest(
+                        0.0, per_day - magnitude * (day_rank - 1)))).label("points"))
+        .select_from(source.join(hit, true()).join(constants, constants.c.idx == hit.c.idx))
+        .where(table.c.lead_id.is_not(None), table.c.type.in_(types), *machine, *where)
+        .subquery("daily")
+    )
+    before = func.coalesce(func.sum(daily.c.points).over(
+        partition_by=(daily.c.idx, daily.c.lead_id, _utc(daily.c.occurred_at, "week")),
+        order_by=(daily.c.occurred_at, daily.c.event_id), rows=(None, -1)), 0.0)
+    allowed = select(
+        daily.c.model, daily.c.lead_id, daily.c.event_id, daily.c.occurred_at, daily.c.rule,
+        daily.c.kind, daily.c.decays, daily.c.sign,
+        case((daily.c.per_week.is_(None), daily.c.points),
+             else_=func.least(daily.c.points, func.greatest(0.0, daily.c.per_week - before))
+             ).label("points"),
+    ).subquery("allowed")
+    return (
+        select(allowed.c.model, allowed.c.lead_id, allowed.c.event_id, allowed.c.occurred_at,
+               allowed.c.rule, allowed.c.kind, allowed.c.decays,
+               (allowed.c.points * allowed.c.sign).label("points"))
+        .where(allowed.c.points > 0)
+        .subquery("given")
+    )
 
 
 def decay_factor(column: ColumnElement[datetime], ref: datetime, half_life_s: float
