@@ -15,8 +15,9 @@ GROUPINGS = ("reason", "sequence", "rep", "team", "source")
 DEFAULT_DAYS = 90
 """A period not given is the 90 days up to today."""
 
-MAX_DAYS = 5 * 366
-"""The longest period a report covers (five years)."""
+MAX_YEARS = 5
+"""The longest period a report covers: five calendar years (the last day before the same
+date five years on)."""
 
 QUERY = ("from", "to", "group_by", "format")
 
@@ -70,9 +71,16 @@ def parse_query(args: Mapping[str, str], *, today: date, groupings: Sequence[str
     start = start or end - timedelta(days=DEFAULT_DAYS - 1)
     if end < start:
         raise InvalidInput("invalid report query", {"to": ["before from"]})
-    if (end - start).days + 1 > MAX_DAYS:
+    if end >= _years_after(start, MAX_YEARS):
         raise InvalidInput("invalid report query", {"to": ["the period is longer than five years"]})
     return ReportQuery(Period(start, end), group_by)
+
+
+def _years_after(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
 
 
 def _date(args: Mapping[str, str], name: str, errors: dict[str, list[str]]) -> date | None:
