@@ -87,6 +87,6 @@ def test_documented_request_schemas_refuse_what_the_api_refuses(document):
     assert lead_schema.is_valid({"email": "a@example.com", "company_size": 3})
     assert not lead_schema.is_valid({"email": "a@example.com", "unknown": 1})
     assert not lead_schema.is_valid({"company": "no email"})
-    reasons = document["components"]["schemas"]["RejectionReason"]["enum"]
+    reasons = document["components"]["schemas"]["RejectionIn"]["properties"]["reason"]["enum"]
     assert reasons == ["no_budget", "no_authority", "no_need", "bad_timing", "not_icp",
                        "unresponsive", "chose_competitor", "other"]

@@ -23,6 +23,8 @@ def handoff_document(handoff: Handoff, lead: Lead | None = None) -> dict[str, An
         "qualified_at": iso(handoff.qualified_at),
         "created_at": iso(handoff.created_at),
         "sla_due_at": iso(handoff.sla_due_at),
+        "sla_id": handoff.sla_id,
+        "stalls_at": iso(handoff.stalls_at),
         "escalations": handoff.escalations,
         "reassignments": handoff.reassignments,
         "handoff_ms": handoff.handoff_ms,

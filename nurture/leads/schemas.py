@@ -24,7 +24,7 @@ from nurture.fields import (
     normalize_email,
     normalize_timezone,
 )
-from nurture.models import RejectionReason
+from nurture.models import SYSTEM_REASONS, RejectionReason
 
 MAX_ATTRIBUTES_BYTES = 16_384
 """Free `attributes` of one lead, as compact JSON."""
@@ -99,6 +99,21 @@ class LeadIn(BaseModel):
         return self.model_dump(exclude_unset=True, exclude={"email"})
 
 
+def _given_by_sales(reason: RejectionReason) -> RejectionReason:
+    if reason in SYSTEM_REASONS:
+        raise ValueError(f"{reason.value} is recorded by Nurture itself, not given")
+    return reason
+
+
+SalesReason = Annotated[
+    RejectionReason,
+    AfterValidator(_given_by_sales),
+    WithJsonSchema({"type": "string", "title": "SalesReason",
+                    "enum": [r.value for r in RejectionReason if r not in SYSTEM_REASONS]}),
+]
+"""A rejection reason the CRM or a rep may give (not one Nurture records itself)."""
+
+
 class RejectionIn(BaseModel):
     """Sales gave a lead back (POST /api/v1/rejections)."""
 
@@ -106,7 +121,7 @@ class RejectionIn(BaseModel):
 
     lead: LeadIn
     rep_email: Email
-    reason: RejectionReason
+    reason: SalesReason
     note: Annotated[
         str, StringConstraints(max_length=MAX_NOTE_LENGTH), AfterValidator(forbid_nul)
     ] | None = None

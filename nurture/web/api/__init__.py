@@ -105,4 +105,15 @@ def _domain_error(exc: DomainError) -> Any:
     return problem(400, str(exc))
 
 
-from nurture.web.api import collateral, events, handoffs, leads, openapi, reports, scoring, sequences  # noqa: E402,F401  (views register on bp)
+from nurture.web.api import (  # noqa: E402,F401  (views register on bp)
+    collateral,
+    events,
+    handoffs,
+    leads,
+    openapi,
+    outcomes,
+    reports,
+    scoring,
+    sequences,
+    slas,
+)

@@ -108,7 +108,7 @@ class Handoff(Closed):
 
     id: int
     lead_id: int
-    status: Literal["open", "accepted", "rejected"]
+    status: Literal["open", "accepted", "rejected", "expired", "stalled"]
     rep_email: str | None
     score: dict[str, Any]
     model_version_id: int | None
@@ -116,6 +116,10 @@ class Handoff(Closed):
     qualified_at: datetime
     created_at: datetime
     sla_due_at: datetime
+    sla_id: int | None
+    """The SLA version the handoff runs under (null: the settings' default)."""
+    stalls_at: datetime | None
+    """Accepted with no opportunity yet: when the lead returns to nurture."""
     escalations: int
     reassignments: int
     handoff_ms: int
@@ -361,3 +365,52 @@ class BacktestRun(Closed):
     finished_at: datetime | None
     result: dict[str, Any] | None
     error: str | None
+
+
+class OutcomeRouting(Closed):
+    reason: str
+    """The rejection reason the loss was recorded with."""
+    enrolled: bool
+    sequence_id: int | None
+    detail: str | None
+
+
+class OutcomeAnswer(Closed):
+    id: str
+    status: Literal["recorded", "duplicate", "unknown_lead", "ambiguous_lead"]
+    lead_id: int | None = None
+    lifecycle_stage: LifecycleStage | None = None
+    detail: str | None = None
+    routing: OutcomeRouting | None = None
+
+
+class OutcomesRecorded(Closed):
+    recorded: int
+    duplicates: int
+    """Outcome ids recorded before (or repeated in this request): nothing changed."""
+    unknown_leads: int
+    """Items whose lead Nurture does not know (or whose crm_id names several leads)."""
+    results: list[OutcomeAnswer]
+    """One per item, in the request's order."""
+
+
+class SlaSummary(Closed):
+    id: int
+    version: int
+    name: str
+    status: Literal["draft", "approved", "active", "retired"]
+    created_by: str
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+    approvals: list[ScoringApproval]
+
+
+class SlaDetail(SlaSummary):
+    document: dict[str, Any]
+
+
+class SlaList(Closed):
+    slas: list[SlaSummary]
+    active_id: int | None
+    """The version in force (null: the settings' default)."""

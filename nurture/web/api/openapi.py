@@ -12,7 +12,8 @@ from campaigns.schemas import CollateralIn, CollateralVersionIn, ReviewIn
 from campaigns.uploads import ALLOWED_TYPES, MAX_UPLOAD_BYTES
 from nurture import MAX_REQUEST_BYTES
 from nurture.engagement.schemas import MAX_EVENTS, EventsIn
-from nurture.handoffs.schemas import HandoffRejectIn
+from nurture.handoffs.schemas import MAX_OUTCOMES, HandoffRejectIn, OutcomesIn
+from nurture.handoffs.sla_document import SlaDocument
 from nurture.leads.schemas import LeadIn, RejectionIn
 from nurture.scoring.document import ScoringDocument
 from nurture.web.api import bp, docs
@@ -86,6 +87,11 @@ def openapi_document() -> dict[str, Any]:
             (docs.HandoffAnswer, "serialization"),
             (docs.HandoffDetail, "serialization"),
             (docs.HandoffRejectionResult, "serialization"),
+            (OutcomesIn, "validation"),
+            (docs.OutcomesRecorded, "serialization"),
+            (SlaDocument, "validation"),
+            (docs.SlaDetail, "serialization"),
+            (docs.SlaList, "serialization"),
         ],
         ref_template=REF,
     )
@@ -204,6 +210,8 @@ def openapi_document() -> dict[str, Any]:
             **_collateral_paths(),
             **_handoff_paths(),
             **_scoring_paths(),
+            **_outcome_paths(),
+            **_sla_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -518,6 +526,87 @@ def _scoring_paths() -> dict[str, Any]:
                 "summary": what,
                 "parameters": [model_id],
                 "responses": {"200": summary, **_problems(401, 403, 404, 409)},
+            },
+        }
+    return paths
+
+
+def _outcome_paths() -> dict[str, Any]:
+    return {
+        "/outcomes": {
+            "post": {
+                "operationId": "reportOutcomes",
+                "summary": "What happened to leads in the CRM: opportunity created, won, lost",
+                "description": (
+                    f"At most {MAX_OUTCOMES} outcomes, validated whole (any invalid item, e.g. "
+                    "`won` without an amount, refuses the request with 422 naming it), then "
+                    "answered per item in order: `recorded`, `duplicate` (the CRM's outcome "
+                    "`id` was recorded before, or repeats in this request: nothing changes), "
+                    "`unknown_lead` (no lead with that crm_id or email) or `ambiguous_lead`; "
+                    "the rest of the batch is recorded. Lifecycle: accepted → opportunity → "
+                    "customer; `lost` returns the lead to nurture with a rejection "
+                    "(price → no_budget, competitor → chose_competitor, no_decision → "
+                    "no_need, timing → bad_timing, other → other), routed like a rejection."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("OutcomesIn")}},
+                },
+                "responses": {
+                    "200": _json("OutcomesRecorded", "committed; one answer per item"),
+                    **_problems(*WRITE_ERRORS),
+                },
+            },
+        },
+    }
+
+
+def _sla_paths() -> dict[str, Any]:
+    sla_id = _int_param("sla_id")
+    paths: dict[str, Any] = {
+        "/slas": {
+            "post": {
+                "operationId": "createSla",
+                "summary": "Store an SLA document (JSON or YAML) as a new draft version",
+                "description": "Validated whole; errors name the path, e.g. "
+                               "`escalation[1].within`.",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("SlaDocument")},
+                    "application/yaml": {"schema": _ref("SlaDocument")}}},
+                "responses": {"201": _json("SlaDetail", "a new draft version"),
+                              **_problems(*WRITE_ERRORS)},
+            },
+            "get": {
+                "operationId": "listSlas",
+                "summary": "Every version, newest first, with its approvals, and the active one",
+                "responses": {"200": _json("SlaList", "the versions"), **_problems(401, 403)},
+            },
+        },
+        "/slas/{sla_id}": {
+            "get": {
+                "operationId": "getSla",
+                "summary": "A version with its document and approvals",
+                "parameters": [sla_id],
+                "responses": {"200": _json("SlaDetail", "the version"),
+                              **_problems(401, 403, 404)},
+            },
+        },
+    }
+    for action, what in (
+        ("approve", "a marketer or a sales approver approves (both are needed)"),
+        ("withdraw", "withdraw the caller's role's approval, before activation"),
+        ("activate", "put the approved version in force for new handoffs, retiring the one "
+                     "before (409 without both approvals)"),
+        ("retire", "take the version out of use for good (the settings' default applies "
+                   "when none is active)"),
+    ):
+        paths[f"/slas/{{sla_id}}/{action}"] = {
+            "post": {
+                "operationId": f"{action}Sla",
+                "summary": what,
+                "parameters": [sla_id],
+                "responses": {"200": _json("SlaSummary", "the version"),
+                              **_problems(401, 403, 404, 409)},
             },
         }
     return paths
