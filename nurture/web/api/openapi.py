@@ -212,6 +212,7 @@ def openapi_document() -> dict[str, Any]:
             **_scoring_paths(),
             **_outcome_paths(),
             **_sla_paths(),
+            **_report_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -610,6 +611,60 @@ def _sla_paths() -> dict[str, Any]:
             },
         }
     return paths
+
+
+def _report_paths() -> dict[str, Any]:
+    from nurture.reports.figures import REPORTS
+    from nurture.reports.params import GROUPINGS
+
+    answer = {
+        "type": "object",
+        "required": ["report", "from", "to", "group_by", "columns", "rows"],
+        "properties": {
+            "report": {"type": "string"},
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "group_by": {"type": ["string", "null"]},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "rows": {"type": "array", "items": {
+                "type": "object",
+                "additionalProperties": {"type": ["string", "number", "integer", "null"]}}},
+        },
+    }
+    date = {"type": "string", "format": "date"}
+    return {
+        "/reports": {
+            "get": {
+                "operationId": "listReports",
+                "summary": "The reports, each with the groupings it accepts",
+                "responses": {"200": {"description": "the reports", "content": {
+                    "application/json": {"schema": {"type": "object"}}}},
+                    **_problems(401, 403)},
+            },
+        },
+        "/reports/{name}": {
+            "get": {
+                "operationId": "getReport",
+                "summary": "One report for a period (both ends included, UTC days; default: the "
+                           "90 days up to today; at most five years), optionally grouped; JSON, "
+                           "or the same columns and rows as CSV with format=csv",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": list(REPORTS)}},
+                    {"name": "from", "in": "query", "required": False, "schema": date},
+                    {"name": "to", "in": "query", "required": False, "schema": date},
+                    {"name": "group_by", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": list(GROUPINGS)}},
+                    {"name": "format", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["json", "csv"]}},
+                ],
+                "responses": {"200": {"description": "the report", "content": {
+                    "application/json": {"schema": answer},
+                    "text/csv": {"schema": {"type": "string"}}}},
+                    **_problems(401, 403, 404, 422)},
+            },
+        },
+    }
 
 
 @bp.get("/openapi.json")
