@@ -59,6 +59,8 @@ ENV_NAMES = (
     "NURTURE_FREQUENCY_CAP",
     "NURTURE_SLA",
     "NURTURE_SMTP_CONNECTIONS",
+    "NURTURE_DIGEST_RECIPIENTS",
+    "NURTURE_DIGEST_DAYS",
 )
 
 MAIL_PROVIDERS = ("none", "sendgrid", "mailgun", "postmark", "ses")
@@ -75,6 +77,9 @@ MAX_SMTP_CONNECTIONS = 32
 
 DEFAULT_SLA = "PT1H"
 """Business time a rep has to act on a recycled lead before it escalates (NURTURE_SLA)."""
+
+DEFAULT_DIGEST_DAYS = 14
+"""The alignment digest covers this many days (NURTURE_DIGEST_DAYS): a fortnight."""
 
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 
@@ -113,6 +118,8 @@ class Settings:
     frequency_cap: tuple[int, timedelta] = (2, timedelta(days=7))
     sla: timedelta = timedelta(hours=1)
     smtp_connections: int = DEFAULT_SMTP_CONNECTIONS
+    digest_recipients: tuple[str, ...] = ()
+    digest_days: int = DEFAULT_DIGEST_DAYS
 
     @property
     def is_sqlite(self) -> bool:
@@ -165,6 +172,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sla=_sla(get("NURTURE_SLA") or DEFAULT_SLA),
         smtp_connections=_count("NURTURE_SMTP_CONNECTIONS", get("NURTURE_SMTP_CONNECTIONS"),
                                 DEFAULT_SMTP_CONNECTIONS, MAX_SMTP_CONNECTIONS),
+        digest_recipients=_addresses("NURTURE_DIGEST_RECIPIENTS",
+                                     get("NURTURE_DIGEST_RECIPIENTS")),
+        digest_days=_count("NURTURE_DIGEST_DAYS", get("NURTURE_DIGEST_DAYS"),
+                           DEFAULT_DIGEST_DAYS, 366),
     )
 
 
@@ -222,6 +233,23 @@ def _count(name: str, value: str | None, default: int, most: int) -> int:
     if not value.isdigit() or not 1 <= int(value) <= most:
         raise SettingsError(name, f"{value!r} is not a whole number from 1 to {most}")
     return int(value)
+
+
+def _addresses(name: str, value: str | None) -> tuple[str, ...]:
+    """Comma-separated email addresses, each checked and normalised."""
+    from nurture.fields import normalize_email
+
+    found: list[str] = []
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        try:
+            address = normalize_email(part.strip())
+        except ValueError:
+            raise SettingsError(name, f"{part.strip()!r} is not an email address") from None
+        if address not in found:
+            found.append(address)
+    return tuple(found)
 
 
 def _frequency_cap(value: str) -> tuple[int, timedelta]:
