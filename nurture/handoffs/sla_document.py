@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from nurture.fields import forbid_nul_in_json
+from nurture.fields import forbid_nul_in_json, normalize_email
 from nurture.handoffs.policy import (
     BUSINESS_CLOSES,
     BUSINESS_OPENS,
@@ -47,7 +47,7 @@ from nurture.handoffs.policy import (
     BusinessCalendar,
     RecyclePolicy,
 )
-from nurture.leads.schemas import Email, TimeZone
+from nurture.leads.schemas import TimeZone
 from nurture.models import RejectionReason
 
 MAX_WINDOW = timedelta(days=366)
@@ -147,7 +147,13 @@ class FirstAction(Strict):
     rules: list[FirstActionRule] = Field(default_factory=list, max_length=MAX_STEPS)
 
 
-Notified = Literal["rep"] | Email
+def _rep_or_email(value: str) -> str:
+    return value if value == "rep" else normalize_email(value)
+
+
+Notified = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320),
+                     AfterValidator(_rep_or_email)]
+"""`rep` (whoever the handoff is with) or a person's email address."""
 
 
 class EscalationStep(Strict):
