@@ -70,9 +70,8 @@ def test_accepted_to_opportunity_to_customer(api, db, accepted):
             ("won", Decimal("15000"), handoff_id)]
 
 
-def test_a_loss_returns_the_lead_to_nurture_routed_by_its_reason(api, db, client, make_token,
-                                                                  accepted):
-    lead_id, _ = accepted
+@pytest.mark.usefixtures("accepted")
+def test_a_loss_returns_the_lead_to_nurture_routed_by_its_reason(api, db, client, make_token):
     make_collateral(db)
     marketer = Api(client, make_token(Role.MARKETER, "marketer"))
     timing = sequence(marketer, "timing", reasons=("bad_timing",))

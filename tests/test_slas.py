@@ -309,7 +309,7 @@ def test_two_dispatchers_at_once_fire_each_timer_once(db):
                 if not done:
                     return
                 fired.append(done.escalations)
-        except BaseException as exc:  # reported below
+        except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=dispatcher) for _ in range(2)]
