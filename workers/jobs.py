@@ -11,16 +11,20 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 
+from redis import Redis
+from rq import get_current_job
+
 from campaigns.sending import Sending, run_due
 from nurture.clock import utcnow
 from nurture.config import load_settings, with_secret_key
 from nurture.db import Database
-from nurture.engagement.handling import handle_events
+from nurture.engagement.handling import WAITING_LIMIT, handle_waiting
 from nurture.handoffs.notifications import new_notifications
 from nurture.handoffs.policy import RecyclePolicy
 from nurture.handoffs.services import use_policy
 from nurture.scoring import backtest, live, rescoring
 from workers import notifying
+from workers.coalescing import kick, open_gate
 
 _DATABASES: dict[tuple[int, str], Database] = {}
 
@@ -46,17 +50,30 @@ def send_due_steps(enrollment_ids: str) -> dict[str, int]:
 
 
 def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
-    """Hand the stored, still unhandled engagement events with ids in [first_id, last_id] on."""
+    """Hand the stored, still unhandled engagement events on and score them: those with ids
+    in [first_id, last_id] and any others waiting, oldest first, as one batch (up to
+    `handling.WAITING_LIMIT`; a full batch kicks the next job). The job is kicked through
+    `workers.coalescing`: one waiting job stands for every request stored meanwhile."""
     settings = load_settings()
     database = process_database(settings.database_url)
+    connection = _job_connection()
+    open_gate(connection, "handle_engagement")
     with database.session_scope() as session:
         now = utcnow()
         use_policy(session, RecyclePolicy(sla=settings.sla))
-        handled = handle_events(session, first_id, last_id, now=now)
-        live.score_events(session, first_id, last_id, now=now)  # the scoring hook
+        handled = handle_waiting(session, now=now)
+        live.score_claimed(session, handled.event_ids, now=now)  # the scoring hook
         made = new_notifications(session)
     notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
-    return asdict(handled)
+    if handled.events >= WAITING_LIMIT and connection is not None:
+        last = max(handled.event_ids)
+        kick(connection, "handle_engagement", last + 1, last + WAITING_LIMIT)
+    return handled.counts()
+
+
+def _job_connection() -> Redis | None:
+    job = get_current_job()
+    return job.connection if job is not None else None
 
 
 def score_events(first_id: int, last_id: int) -> dict[str, int]:

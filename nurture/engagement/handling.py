@@ -9,14 +9,16 @@ job, `unhandled_ranges()` finds the events again from the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.engine import wake_for_lead
 from nurture import rollups
+from nurture.db import one_of
 from nurture.models import EngagementEvent, EventType
 
 WAKING_TYPES = (EventType.OPEN, EventType.CLICK)
@@ -25,38 +27,71 @@ WAKING_TYPES = (EventType.OPEN, EventType.CLICK)
 MAX_RANGE = 1000
 """Most events one sweep range (one job) covers."""
 
+WAITING_LIMIT = 2000
+"""Most events `handle_waiting` takes in one transaction."""
+
 
 @dataclass(frozen=True)
 class Handled:
     events: int
     leads: int
     woken: int
+    event_ids: tuple[int, ...] = field(default=(), repr=False)
+    """The events handed on (still locked by the transaction): what scoring takes next."""
+
+    def counts(self) -> dict[str, int]:
+        return {"events": self.events, "leads": self.leads, "woken": self.woken}
+
+
+_CLAIMED = (EngagementEvent.id, EngagementEvent.lead_id, EngagementEvent.type,
+            EngagementEvent.is_machine, EngagementEvent.message_id,
+            EngagementEvent.occurred_at, EngagementEvent.collateral_version_id)
 
 
 def handle_events(session: Session, first_id: int, last_id: int, *, now: datetime) -> Handled:
     """Hand the unhandled events with ids in [first_id, last_id] on; mark them handled."""
     rows = session.execute(
-        select(EngagementEvent.id, EngagementEvent.lead_id, EngagementEvent.type,
-               EngagementEvent.is_machine, EngagementEvent.message_id,
-               EngagementEvent.occurred_at, EngagementEvent.collateral_version_id)
+        select(*_CLAIMED)
         .where(EngagementEvent.id.between(first_id, last_id),
                EngagementEvent.handled_at.is_(None))
         .order_by(EngagementEvent.id)
         .with_for_update(skip_locked=True)
     ).all()
+    return _hand_on(session, rows, now=now)
+
+
+def handle_waiting(session: Session, *, now: datetime, limit: int = WAITING_LIMIT) -> Handled:
+    """Hand on the oldest unhandled events, up to `limit`, whichever request stored them: a
+    job takes everything that waits, so under load the batches grow and what each event costs
+    (statements, round trips, a job) is shared by more events. Rows another transaction
+    holds are skipped, as in `handle_events`."""
+    rows = session.execute(
+        select(*_CLAIMED)
+        .where(EngagementEvent.handled_at.is_(None))
+        .order_by(EngagementEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return _hand_on(session, rows, now=now)
+
+
+def _hand_on(session: Session, rows: list[Any], *, now: datetime) -> Handled:
     if not rows:
         return Handled(0, 0, 0)
     # scoring (issue #5) takes the same rows here: human engagement only, by lead
     waking = sorted({r.lead_id for r in rows
                      if r.lead_id is not None and r.type in WAKING_TYPES and not r.is_machine})
     woken = sum(wake_for_lead(session, lead_id, now=now) for lead_id in waking)
+    ids = tuple(r.id for r in rows)
     session.execute(
         update(EngagementEvent)
-        .where(EngagementEvent.id.in_([r.id for r in rows]))
+        .where(one_of(session, EngagementEvent.id, ids))
         .values(handled_at=now)
+        .execution_options(synchronize_session=False)
     )
     rollups.engaged(session, rows)
-    return Handled(len(rows), len({r.lead_id for r in rows if r.lead_id is not None}), woken)
+    return Handled(len(rows), len({r.lead_id for r in rows if r.lead_id is not None}), woken,
+                   event_ids=ids)
 
 
 def unhandled_ranges(
