@@ -31,12 +31,14 @@ from redis.exceptions import RedisError
 
 from campaigns.dispatch import claim_due
 from nurture.clock import utcnow
+from nurture.config import load_settings
 from nurture.db import Database
 from nurture.engagement.handling import unhandled_ranges
 from nurture.engagement.webhooks import prune_mailgun_tokens
 from nurture.handoffs import timers
 from nurture.handoffs.delivery import due_notifications
 from nurture.scoring.rescoring import unfinished_rescores, unscored_ranges
+from workers import digests
 from workers.queues import enqueue
 
 log = logging.getLogger(__name__)
@@ -168,6 +170,14 @@ def dispatch_sla_timers(tick: Tick) -> None:
         enqueue(tick.redis, "fire_sla_timers", tick.now.isoformat(), key=())
 
 
+def dispatch_digest(tick: Tick) -> None:
+    """Once a digest period has ended and nobody claimed its digest, enqueue the job that
+    claims and sends it (its id names the period: asked twice, it is one job)."""
+    start = digests.digest_due(tick.database, load_settings(), today=tick.now.date())
+    if start is not None:
+        enqueue(tick.redis, "send_digest", start.isoformat(), key=(start.strftime("%Y%m%d"),))
+
+
 MAILGUN_TOKENS_KEPT = timedelta(days=1)
 """Mailgun tokens are kept this long: far past their signature's 5 minutes, so a replay of
 one is still refused by its signature alone once the token is forgotten."""
@@ -186,6 +196,7 @@ PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("unscored_events", timedelta(seconds=10), score_unscored_events),
     PeriodicTask("notifications", timedelta(0), dispatch_notifications),
     PeriodicTask("sla_timers", timedelta(0), dispatch_sla_timers),
+    PeriodicTask("digest", timedelta(minutes=1), dispatch_digest),
 )
 """The dispatcher's work, as data. Due drip steps, SLA timers and retries get their rows here."""
 

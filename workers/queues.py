@@ -123,6 +123,13 @@ JOB_KINDS: Mapping[str, JobKind] = {
             queue=QueueName.NOTIFY, timeout_s=5 * MINUTE, result_ttl_s=HOUR,
             failure_ttl_s=7 * DAY,
         ),
+        # The alignment digest of a period that has ended: claimed by its `digests` row,
+        # so a second job or a retry sends nothing.
+        JobKind(
+            name="send_digest", function="workers.digests.send_digest",
+            queue=QueueName.DEFAULT, timeout_s=5 * MINUTE, result_ttl_s=DAY,
+            failure_ttl_s=7 * DAY,
+        ),
         # A handoff's SLA timer fired: remind or reassign. Safe to repeat (checks it is due).
         JobKind(
             name="escalate_handoff", function="workers.notifying.escalate_handoff",
