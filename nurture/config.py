@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
 import secrets
@@ -214,11 +215,18 @@ def instance_secret_key(instance_path: Path) -> str:
 
 
 def _timezone(value: str) -> str:
-    import zoneinfo
-
-    if value not in zoneinfo.available_timezones():
+    if value not in _zones():
         raise SettingsError("NURTURE_TIMEZONE", f"{value!r} is not an IANA time zone")
     return value
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    """The IANA zone names, read once per process: listing them walks the tz database's
+    files (milliseconds), and every job loads the settings."""
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
