@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import String, func, select
+from sqlalchemy import String, func, select, text
 from sqlalchemy.orm import Session
 
 from nurture.errors import NotFound
@@ -74,6 +75,35 @@ def _group_columns(query: ReportQuery) -> list[str]:
 def funnel(session: Session, query: ReportQuery) -> Report:
     """By cohort (the month a lead entered nurture): how many reached each stage, the share
     of the stage before that did, and the median and p90 time spent in the stage before."""
+    stats = (_funnel_postgresql if session.get_bind().dialect.name == "postgresql"
+             else _funnel_python)(session, query)
+    out = []
+    for bucket_key in sorted(stats, key=lambda k: tuple(str(x) for x in k)):
+        previous_count = None
+        for stage, (count, median, p90) in zip(STAGES, stats[bucket_key], strict=True):
+            row = {"cohort": _iso_day(bucket_key[0])}
+            if query.group_by:
+                row[query.group_by] = bucket_key[1]
+            row |= {"stage": stage, "count": count,
+                    "conversion": None if previous_count is None else ratio(count,
+                                                                            previous_count),
+                    "median_seconds": median, "p90_seconds": p90}
+            out.append(row)
+            previous_count = count
+    return Report("funnel", ["cohort", *_group_columns(query), "stage", "count", "conversion",
+                             "median_seconds", "p90_seconds"], out)
+
+
+Stats = dict[tuple[Any, ...], list[tuple[int, int | None, int | None]]]
+"""(cohort[, group]) → per stage: (leads that reached it, median and p90 seconds from the
+stage before)."""
+
+
+def _iso_day(value: Any) -> str:
+    return value if isinstance(value, str) else value.isoformat()
+
+
+def _funnel_python(session: Session, query: ReportQuery) -> Stats:
     group = _JOURNEY_GROUP.get(query.group_by or "")
     columns = [getattr(ReportJourney, at) for at in _STAGE_AT.values()]
     selected = [ReportJourney.cohort, *columns] + ([group] if group is not None else [])
@@ -84,26 +114,42 @@ def funnel(session: Session, query: ReportQuery) -> Report:
     buckets: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
     for row in rows:
         buckets[(row[0], *(row[len(STAGES) + 1:]))].append(row[1:len(STAGES) + 1])
-    out = []
-    for bucket_key in sorted(buckets, key=lambda k: tuple(str(x) for x in k)):
-        journeys = buckets[bucket_key]
-        previous_count = None
-        for index, stage in enumerate(STAGES):
+    stats: Stats = {}
+    for bucket_key, journeys in buckets.items():
+        stats[bucket_key] = []
+        for index in range(len(STAGES)):
             reached = [j for j in journeys if j[index] is not None]
             times = ([] if index == 0 else
                      [_seconds(j[index], j[index - 1]) for j in reached if j[index - 1] is not None])
-            row = {"cohort": bucket_key[0].isoformat()}
-            if query.group_by:
-                row[query.group_by] = bucket_key[1]
-            row |= {"stage": stage, "count": len(reached),
-                    "conversion": None if previous_count is None else ratio(len(reached),
-                                                                            previous_count),
-                    "median_seconds": percentile(times, 0.5),
-                    "p90_seconds": percentile(times, 0.9)}
-            out.append(row)
-            previous_count = len(reached)
-    return Report("funnel", ["cohort", *_group_columns(query), "stage", "count", "conversion",
-                             "median_seconds", "p90_seconds"], out)
+            stats[bucket_key].append((len(reached), percentile(times, 0.5),
+                                      percentile(times, 0.9)))
+    return stats
+
+
+def _funnel_postgresql(session: Session, query: ReportQuery) -> Stats:
+    """The same figures computed in PostgreSQL: counts, and percentile_disc (nearest rank,
+    as `percentile`) over the seconds between two stages, truncated like Python's int()."""
+    group = {"reason": "reason", "sequence": "sequence_id", "rep": "rep_email",
+             "team": "team", "source": "source"}.get(query.group_by or "")
+    ats = list(_STAGE_AT.values())
+    parts = [f"COUNT({at})" for at in ats]
+    for earlier, later in pairwise(ats):
+        seconds = f"trunc(extract(epoch FROM {later} - {earlier}))::bigint"
+        parts.append(f"percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {seconds})")
+    keys = "cohort" + (f", {group}" if group else "")
+    rows = session.execute(text(
+        f"SELECT {keys}, {', '.join(parts)} FROM report_journeys "
+        f"WHERE cohort >= :first AND cohort <= :last GROUP BY {keys}"
+    ), {"first": query.period.first_cohort, "last": query.period.end}).all()
+    width = 2 if group else 1
+    stats: Stats = {}
+    for row in rows:
+        counts = row[width:width + len(STAGES)]
+        spans = [None, *row[width + len(STAGES):]]
+        stats[tuple(row[:width])] = [
+            (int(count), span[0] if span else None, span[1] if span else None)
+            for count, span in zip(counts, spans, strict=True)]
+    return stats
 
 
 def _counts(session: Session, query: ReportQuery, metrics: tuple[str, ...],
