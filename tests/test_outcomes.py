@@ -60,14 +60,16 @@ def test_accepted_to_opportunity_to_customer(api, db, accepted):
     with db.session_scope() as session:
         assert session.get(Handoff, handoff_id).stalls_at is None
     won = api.post("/api/v1/outcomes", json={"outcomes": [
-        item("won-1", "won", amount=15000, currency="EUR")]})
-    assert won.json["recorded"] == 1
+        item("won-1", "won", amount="15000", currency="EUR"),
+        item("won-2", "won", amount="123456789012.34", currency="EUR")]})
+    assert won.json["recorded"] == 2
     assert stage(db, lead_id) == "customer"
     with db.session_scope() as session:
         rows = session.execute(select(Outcome).order_by(Outcome.id)).scalars().all()
         assert [(o.kind.value, o.amount, o.handoff_id) for o in rows] == [
             ("opportunity_created", Decimal("12000.5"), handoff_id),
-            ("won", Decimal("15000"), handoff_id)]
+            ("won", Decimal("15000"), handoff_id),
+            ("won", Decimal("123456789012.34"), handoff_id)]  # SQLite: 15 digits are exact
 
 
 @pytest.mark.usefixtures("accepted")
@@ -146,6 +148,8 @@ def test_a_repeated_outcome_id_counts_once(api, db, accepted, count):
     ({"type": "won", "amount": "lots", "currency": "EUR"}, "outcomes[0].amount"),
     ({"type": "won", "amount": True, "currency": "EUR"}, "outcomes[0].amount"),
     ({"type": "won", "amount": "1e400", "currency": "EUR"}, "outcomes[0].amount"),
+    ({"type": "won", "amount": "1" * 17, "currency": "EUR"}, "outcomes[0].amount"),
+    ({"type": "won", "amount": "1.00001", "currency": "EUR"}, "outcomes[0].amount"),
     ({"type": "won", "amount": 10}, "outcomes[0]"),  # no currency
     ({"type": "won", "amount": 10, "currency": "euro"}, "outcomes[0].currency"),
     ({"type": "lost"}, "outcomes[0]"),  # no loss reason

@@ -39,8 +39,8 @@ class HandoffRejectIn(BaseModel):
 
 Text255 = Annotated[str, StringConstraints(min_length=1, max_length=255),
                     AfterValidator(forbid_nul)]
-Amount = Annotated[Decimal, Field(ge=0, max_digits=MAX_AMOUNT_DIGITS, decimal_places=4,
-                                  allow_inf_nan=False)]
+Amount = Annotated[Decimal, Field(ge=0, lt=Decimal(10) ** (MAX_AMOUNT_DIGITS - 4),
+                                  decimal_places=4, allow_inf_nan=False)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
