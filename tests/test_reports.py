@@ -31,6 +31,8 @@ from nurture.models import (
     Role,
     User,
 )
+from nurture.reports import figures
+from nurture.reports.params import Period, ReportQuery
 from nurture.reports.rebuild import rebuild
 from tests.conftest import Api
 from tests.test_drip_engine import T0, clock, sending, setup_sequence, tick  # noqa: F401
@@ -320,3 +322,51 @@ def test_users_have_a_team(db):
     make_rep(db, "t@example.com", "north")
     with db.session_scope() as session:
         assert session.execute(select(User.team)).scalar_one() == "north"
+
+
+def test_rebuilt_rollups_equal_the_incremental_ones_after_sla_timers(db):
+    """Timers fired as the dispatcher's job fires them under an active SLA (remind, escalate,
+    expire to nurture; an accepted lead stalls): the rollups the services kept equal the
+    rebuilt ones, and the SLA report counts each outcome once."""
+    from nurture.handoffs import timers
+    from nurture.models import Handoff, HandoffStatus
+    from tests.test_slas import activate
+
+    activate(db)
+    make_rep(db, "rita@example.com", "east")
+    make_rep(db, "sam@example.com", "west")
+    long_ago = T0 - timedelta(days=200)
+    quiet = reject(db, "q@example.com", rep="rita@example.com",
+                   reason=RejectionReason.NO_NEED, source="ads", now=long_ago)
+    accepted = reject(db, "s@example.com", rep="sam@example.com",
+                      reason=RejectionReason.OTHER, source="ads", now=long_ago)
+    assert recycle(db, quiet, now=T0)
+    sam_handoff = recycle(db, accepted, now=T0)
+    with db.session_scope() as session:
+        handoffs.accept(session, sam_handoff, actor=Actor("sam@example.com", Role.REP),
+                        now=T0 + timedelta(minutes=5))
+    for _ in range(8):
+        with db.session_scope() as session:
+            due = [h.next_sla_at if h.status == HandoffStatus.OPEN else h.stalls_at
+                   for h in session.execute(select(Handoff)).scalars()
+                   if h.status in (HandoffStatus.OPEN, HandoffStatus.ACCEPTED)]
+            due = [at for at in due if at is not None]
+            if not due:
+                break
+            timers.fire_due_timers(session, now=min(due))
+    with db.session_scope() as session:
+        assert sorted(h.status.value for h in session.execute(select(Handoff)).scalars()) == [
+            "expired", "stalled"]
+    before = _rollups(db)
+    with db.session_scope() as session:
+        rebuild(session)
+    assert _rollups(db) == before
+    with db.session_scope() as session:
+        rows = figures.sla(session, ReportQuery(Period(T0.date(), T0.date() + timedelta(days=30)),
+                                                 None)).rows
+    assert rows == [
+        {"rep": "rita@example.com", "handoffs": 1, "met": 0, "escalated": 1, "expired": 1,
+         "stalled_returns": 0},
+        {"rep": "sam@example.com", "handoffs": 1, "met": 1, "escalated": 0, "expired": 0,
+         "stalled_returns": 1},
+    ]

@@ -24,7 +24,11 @@ from nurture.rollups.counts import add_counts, key
 from nurture.rollups.journeys import HUMAN_ENGAGEMENT, NOT_READY, explained_collateral
 
 _HUMAN = ", ".join(f"'{t.value}'" for t in sorted(HUMAN_ENGAGEMENT))
-_ESCALATIONS = "'sla_missed', 'reassigned', 'reassign_failed'"
+_ESCALATIONS = "'sla_missed', 'escalated', 'reassigned', 'reassign_failed'"
+"""Handoff events of an SLA timer firing that leave the handoff open."""
+_FIRINGS = _ESCALATIONS + ", 'sla_expired'"
+"""Every event an SLA timer firing writes; the first one of a handoff is its escalation,
+counted against the rep it was made for (nothing changes the rep before a timer fires)."""
 
 
 @dataclass(frozen=True)
@@ -285,13 +289,13 @@ def _counters(session: Session, d: Dialect) -> None:
                               AND x.kind IN ({_ESCALATIONS}) AND x.id < ev.id)
             GROUP BY 1, 6, 7""",
         "sla_escalated": f"""
-            SELECT {d.day('ev.at')}, 'sla_escalated', '', 0, '',
-                   CASE ev.kind WHEN 'sla_missed' THEN COALESCE(ev.rep_email, '') ELSE '' END,
+            SELECT {d.day('ev.at')}, 'sla_escalated', '', 0, '', COALESCE(c.rep_email, ''),
                    COALESCE(u.team, ''), '', 0, COUNT(*), 0
             FROM handoff_events ev
-            LEFT JOIN users u ON u.email = ev.rep_email AND ev.kind = 'sla_missed'
+            LEFT JOIN handoff_events c ON c.handoff_id = ev.handoff_id AND c.kind = 'created'
+            LEFT JOIN users u ON u.email = c.rep_email
             WHERE ev.id IN (SELECT MIN(x.id) FROM handoff_events x
-                            WHERE x.kind IN ({_ESCALATIONS}) GROUP BY x.handoff_id)
+                            WHERE x.kind IN ({_FIRINGS}) GROUP BY x.handoff_id)
             GROUP BY 1, 6, 7""",
         "sla_closed": f"""
             SELECT {d.day('h.closed_at')},
