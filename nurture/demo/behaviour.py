@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from nurture.demo.cast import Person
-from nurture.models import RejectionReason
+from nurture.models import LossReason, OutcomeKind, RejectionReason
 
 BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 "
            "(KHTML, like Gecko) Version/17.4 Safari/605.1.15")
@@ -140,3 +141,33 @@ def answer_handoff(rng: random.Random, *, reassigned: bool) -> Answer:
         reason = rng.choices([r for r, _ in RE_REJECTION], [w for _, w in RE_REJECTION])[0]
         return Answer("reject", after, reason)
     return Answer("accept", after)
+
+
+LOSSES = ((LossReason.PRICE, 30), (LossReason.COMPETITOR, 25), (LossReason.NO_DECISION, 20),
+          (LossReason.TIMING, 15), (LossReason.OTHER, 10))
+"""Why an opportunity is lost, as the CRM reports it."""
+
+
+@dataclass(frozen=True)
+class Deal:
+    """What the CRM later reports about an accepted lead: (kind, after acceptance, amount in
+    EUR, loss reason) in order; empty when sales never opens an opportunity (it stalls)."""
+
+    steps: tuple[tuple[OutcomeKind, timedelta, Decimal | None, LossReason | None], ...]
+
+
+def deal_after_acceptance(rng: random.Random) -> Deal:
+    if rng.random() < 0.25:
+        return Deal(())  # no opportunity: the SLA's stall timer returns the lead to nurture
+    opened = timedelta(days=rng.uniform(1, 18))
+    steps: list[tuple[OutcomeKind, timedelta, Decimal | None, LossReason | None]] = [
+        (OutcomeKind.OPPORTUNITY_CREATED, opened, None, None)]
+    closes = opened + timedelta(days=rng.uniform(10, 60))
+    roll = rng.random()
+    if roll < 0.38:
+        amount = Decimal(rng.randrange(6_000, 96_000, 500))
+        steps.append((OutcomeKind.WON, closes, amount, None))
+    elif roll < 0.8:
+        reason = rng.choices([r for r, _ in LOSSES], [w for _, w in LOSSES])[0]
+        steps.append((OutcomeKind.LOST, closes, None, reason))
+    return Deal(tuple(steps))

@@ -20,6 +20,7 @@ from campaigns import sequences as sequence_service
 from campaigns.documents import parse_document_text
 from nurture.accounts.services import Actor, create_user
 from nurture.demo.cast import APPROVER, MARKETER, STAFF
+from nurture.handoffs.sla import activate_sla, approve_sla, create_sla
 from nurture.models import Role
 from nurture.scoring.lifecycle import ensure_default_model
 
@@ -99,11 +100,37 @@ def activate_sequences(session: Session, *, now: datetime) -> list[str]:
     return keys
 
 
+SLA = {
+    "name": "Demo SLA: first call within the hour",
+    "first_action": {"within": "PT1H", "rules": [{"within": "PT30M", "score_at_least": 80}]},
+    "escalation": [{"notify": ["rep"], "within": "PT4H"}],
+    "on_last_lapse": "return_to_nurture",
+    "stalled_in_sales_days": 20,
+    "recycle_cap": 3,
+}
+"""The one agreed SLA: a rep acts within an hour of business time (half an hour for the
+hottest leads), is reminded once, and a lead nobody acts on returns to nurture
+(`sla_expired`); an accepted lead with no opportunity after 20 business days returns as
+`stalled_in_sales`."""
+
+
+def agree_sla(session: Session, staff: dict[str, int], *, now: datetime) -> None:
+    """The SLA drafted by the marketer, approved by both sides, then activated."""
+    marketer = Actor(MARKETER.email, Role.MARKETER, staff[MARKETER.email])
+    approver = Actor(APPROVER.email, Role.SALES_APPROVER, staff[APPROVER.email])
+    sla = create_sla(session, SLA, actor=MARKETER.email, now=now)
+    approve_sla(session, sla.id, actor=marketer, now=now + timedelta(hours=1))
+    approve_sla(session, sla.id, actor=approver, now=now + timedelta(hours=26))
+    activate_sla(session, sla.id, actor=MARKETER.email, now=now + timedelta(hours=27))
+
+
 def build_prelude(session: Session, *, now: datetime) -> list[SignIn]:
-    """The staff, the scoring model, approved collateral and live sequences, as of `now`."""
+    """The staff, the scoring model, the SLA, approved collateral and live sequences, as of
+    `now` (the sequences go live three days later)."""
     ensure_default_model(session, now=now)
     sign_ins = create_staff(session, now=now)
     staff = {s.email: s.user_id for s in sign_ins}
     approve_collateral(session, staff, now=now + timedelta(hours=1))
+    agree_sla(session, staff, now=now + timedelta(hours=2))
     activate_sequences(session, now=now + timedelta(days=3))
     return sign_ins

@@ -5,13 +5,15 @@ agenda's actions happen at their own moments, each in a transaction of its own, 
 service an entry point would call: the CRM rejects a lead (`reject_lead`), marketing puts one
 into nurture as not ready, a person opens or clicks a tracked link (`record_open`,
 `record_click`), unsubscribes, visits the website (`record_client_events`), a rep accepts or
-gives back a recycled lead. Each such transaction then runs what the worker's engagement job
-runs (`handle_events`, live scoring), so recycles happen when scoring says. At each hour the
-dispatcher's work is done the same way it is in production: a provider's webhook batch is
-stored, SLA timers fire (`escalate`), due enrollments are claimed (`claim_due`) and sent by
-`run_due` to a messenger that keeps nothing, and notifications are delivered by `deliver`
-with no CRM URL (the webhook is recorded as skipped, never posted) and the rep's email to the
-same sink. Every random choice comes from one `random.Random(seed)`, in a fixed order.
+gives back a recycled lead, the CRM reports an opportunity, a win or a loss
+(`record_outcomes`). At each hour the workers' and the dispatcher's work is done the way it
+is in production: the engagement job hands on and scores the hour's events (`handle_events`,
+live scoring: recycles happen when scoring says), a provider's webhook batch is stored, SLA
+timers fire (`fire_due_timers`: reminders, expiries, stalls), due enrollments are claimed
+(`claim_due`) and sent by `run_due` to a messenger that keeps nothing, and notifications are
+delivered by `deliver` with no CRM URL (the webhook is recorded as skipped, never posted) and
+the rep's email to the same sink. An hour with nothing due is skipped. Every random choice
+comes from one `random.Random(seed)`, in a fixed order.
 """
 
 from __future__ import annotations
@@ -45,13 +47,16 @@ from nurture.engagement.webhooks import store_provider_events
 from nurture.handoffs import services as handoffs
 from nurture.handoffs.delivery import Channels, deliver, due_notifications
 from nurture.handoffs.notifications import new_notifications
+from nurture.handoffs.outcomes import ReportedOutcome, record_outcomes
 from nurture.handoffs.policy import RecyclePolicy
+from nurture.handoffs.timers import fire_due_timers
 from nurture.leads.services import upsert_lead
 from nurture.models import (
     EngagementEvent,
     Enrollment,
     EventType,
     Handoff,
+    HandoffEvent,
     HandoffNotification,
     HandoffStatus,
     Message,
@@ -65,12 +70,14 @@ TICK = timedelta(hours=1)
 """How far the clock moves between two rounds of the dispatcher's work."""
 
 SCORING_DELAY = timedelta(seconds=20)
-"""How long after an event the worker's job scores it (the queue is short in the demo)."""
+"""How long after the hour's last stored event the engagement job scores the hour's events
+(one job stands for every request stored meanwhile, as `workers.coalescing` makes it)."""
 
 DELIVERY_DELAY = timedelta(seconds=40)
 """How long after a handoff the rep's notification goes out."""
 
-LAST = 2**63 - 1
+CRM_DELAY = timedelta(minutes=3)
+"""How long the CRM takes to report an outcome to Nurture."""
 
 
 class Sink:
@@ -119,10 +126,11 @@ class Simulation:
     reps: dict[str, int] = field(default_factory=dict)
     made: list[int] = field(default_factory=list)
     """Notifications made in the current transaction, to deliver once it is committed."""
-    wake: datetime | None = None
+    moments: Moments = (None, None, None)
     """When the dispatcher next has work (due step, SLA timer, notification retry), as of
     the last look; an action since (`due_checked` False) makes it look again."""
     due_checked: bool = False
+    reassign_mark: int = 0
     engaged_at: datetime | None = None
     """When the last event not yet scored was stored (None: all are scored)."""
 
@@ -213,53 +221,78 @@ class Simulation:
                 return  # reassigned meanwhile, or answered
             if answer.action == "accept":
                 handoffs.accept(session, handoff_id, actor=actor, now=at)
+                person = self.leads[handoff.lead_id]
+                for kind, after, amount, loss in behaviour.deal_after_acceptance(self.rng).steps:
+                    self.at(at + after, "outcome", ReportedOutcome(
+                        outcome_id=f"demo-{kind.value}-{handoff_id}", kind=kind,
+                        occurred_at=at + after, email=person.email, loss_reason=loss,
+                        amount=amount, currency="EUR" if amount is not None else None))
             else:
                 assert answer.reason is not None
                 handoffs.reject(session, handoff_id, actor=actor, reason=answer.reason,
                                 note=NOTES.get(answer.reason), now=at)
         self.due_checked = False
 
+    def _outcome(self, at: datetime, outcome: ReportedOutcome) -> None:
+        """The CRM reports what became of an accepted lead (`POST /api/v1/outcomes`)."""
+        with self.db.session_scope() as session:
+            record_outcomes(session, [outcome], now=at + CRM_DELAY)
+            self.made.extend(new_notifications(session))
+        self._after(at)
+
     # --- the dispatcher's hour ---------------------------------------------------------------
 
     def _tick(self, now: datetime) -> None:
-        if self.engaged_at is not None:  # the engagement job's turn: the hour's events at once
-            with self.db.session_scope() as session:
-                self._score(session, self.engaged_at)
-            self._after(self.engaged_at)
-            self.engaged_at = None
-        if not self.provider_batch and self.due_checked and (self.wake is None or self.wake > now):
-            return  # nothing for the dispatcher this hour: skip its queries
-        self._dispatch(now)
-        with self.db.session_scope() as session:
-            self.wake = next_work(session)
-        self.due_checked = True
-
-    def _dispatch(self, now: datetime) -> None:
-        if self.provider_batch:  # the provider's webhook batch of the past hour
+        """One hour's work of the workers and the dispatcher, skipping what is not due."""
+        if self.engaged_at is not None or self.provider_batch:
+            # the provider's webhook batch of the past hour, then the engagement job: every
+            # event waiting, at once
             batch, self.provider_batch = self.provider_batch, []
+            at = now if batch or self.engaged_at is None else self.engaged_at
             with self.db.session_scope() as session:
-                store_provider_events(session, batch, now=now)
-                self._score(session, now)
-            self._after(now)
-        with self.db.session_scope() as session:
-            due = handoffs.due_timers(session, now=now)
-        for handoff_id in due:
+                if batch:
+                    store_provider_events(session, batch, now=now)
+                self._score(session, at)
+            self._after(at)
+            self.engaged_at = None
+        if not self.due_checked:
             with self.db.session_scope() as session:
-                done = handoffs.escalate(session, handoff_id, now=now, policy=self.policy)
-                handoff = session.get(Handoff, handoff_id)
-                rep = handoff.rep_email if done == "reassigned" and handoff else None
-                self._score(session, now)
+                self.moments = next_work(session)
+            self.due_checked = True
+        steps, timers, retries = self.moments
+        if timers is not None and timers <= now:
+            self._fire_timers(now)
+        if steps is not None and steps <= now:
+            with self.db.session_scope() as session:
+                claimed = claim_due(session, now=now)
+            if claimed:
+                run_due(self.db, claimed, self.sending, clock=lambda: now)
+                self._react_to_sent()
+        if retries is not None and retries <= now:
+            with self.db.session_scope() as session:
+                due = [n for n, _ in due_notifications(session, now=now)]
+            self._deliver(due, now)
+        if any(m is not None and m <= now for m in self.moments):
+            self.due_checked = False
+
+    def _fire_timers(self, now: datetime) -> None:
+        """The SLA timers job: reminders, expiries and stalls, a batch per transaction."""
+        while True:
+            with self.db.session_scope() as session:
+                fired = fire_due_timers(session, now=now, policy=self.policy)
+                self.made.extend(new_notifications(session))
+                reassigned = session.execute(
+                    select(HandoffEvent.id, HandoffEvent.handoff_id, HandoffEvent.rep_email)
+                    .where(HandoffEvent.id > self.reassign_mark,
+                           HandoffEvent.kind == "reassigned").order_by(HandoffEvent.id)
+                ).all()
             self._after(now)
-            if rep is not None:
-                self._plan_answer(handoff_id, rep, now, reassigned=True)
-        with self.db.session_scope() as session:
-            claimed = claim_due(session, now=now)
-        if claimed:
-            run_due(self.db, claimed, self.sending, clock=lambda: now)
-            self._react_to_sent()
-        with self.db.session_scope() as session:
-            retries = [n for n, _ in due_notifications(session, now=now)]
-        self._deliver(retries, now)
+            for event_id, handoff_id, rep in reassigned:
+                self.reassign_mark = event_id
+                if rep is not None:
+                    self._plan_answer(handoff_id, rep, now, reassigned=True)
+            if not fired:
+                return
 
     # --- what every action is followed by ----------------------------------------------------
 
@@ -355,23 +388,34 @@ class Simulation:
                 for index, url in enumerate(urls)]
 
 
-def next_work(session: Session) -> datetime | None:
-    """The earliest moment the dispatcher has something to do: a step due, an SLA timer,
-    a notification's next try (None: nothing is waiting)."""
-    moments = [
-        session.execute(select(func.min(Enrollment.next_due_at))
-                        .where(Enrollment.status.in_(DUE))).scalar_one(),
-        session.execute(select(func.min(Handoff.next_sla_at))
-                        .where(Handoff.status == HandoffStatus.OPEN)).scalar_one(),
-        session.execute(select(func.min(HandoffNotification.next_attempt_at))
-                        .where(HandoffNotification.status == NotificationStatus.PENDING)
-                        ).scalar_one(),
-    ]
-    known = [_aware(m) for m in moments if m is not None]
-    return min(known) if known else None
+Moments = tuple[datetime | None, datetime | None, datetime | None]
 
 
-def _aware(moment: datetime) -> datetime:
+def next_work(session: Session) -> Moments:
+    """When the dispatcher next has something to do, in one query: a step due, an SLA timer
+    (an open handoff's window, an accepted one's stall time), a notification's next try
+    (None: nothing of that kind is waiting)."""
+    row = session.execute(select(
+        select(func.min(Enrollment.next_due_at)).where(Enrollment.status.in_(DUE))
+        .scalar_subquery(),
+        select(func.min(Handoff.next_sla_at)).where(Handoff.status == HandoffStatus.OPEN)
+        .scalar_subquery(),
+        select(func.min(Handoff.stalls_at)).where(Handoff.status == HandoffStatus.ACCEPTED)
+        .scalar_subquery(),
+        select(func.min(HandoffNotification.next_attempt_at))
+        .where(HandoffNotification.status == NotificationStatus.PENDING).scalar_subquery(),
+    )).one()
+    steps, window, stall, retry = (_aware(m) for m in row)
+    timers = min((m for m in (window, stall) if m is not None), default=None)
+    return steps, timers, retry
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive UTC times from `min()`: make them comparable."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    if isinstance(moment, str):  # SQLite's min() of a DATETIME column may come back as text
+        moment = datetime.fromisoformat(moment)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
