@@ -8,11 +8,14 @@ without planning them again. The state machine around them is `campaigns.engine`
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Connection,
+    Executable,
     and_,
     bindparam,
     case,
@@ -23,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from campaigns.engine import LEFT_NURTURE, Outgoing, wait_ends
 from nurture.models import (
@@ -87,25 +91,59 @@ def mark_sending(
     connection: Connection, outgoing: Outgoing, subject: str, links: dict[str, Any], *,
     sent: tuple[int, datetime] | None = None,
 ) -> bool:
-    """Mark a queued message `sending` with its subject and tracked links (the caller
-    commits before the handover: a click works even if the outcome stays unknown), and the
-    message handed over before it (`sent`: its id and when) `sent`, in one statement.
+    """Mark a queued message `sending` with its subject and tracked links, and the message
+    handed over before it (`sent`: its id and when) `sent`, in one statement, which the
+    caller runs in autocommit: committed when this returns, before the handover (the
+    at-most-once guarantee; a click works even if the outcome stays unknown).
 
     False, leaving the queued message as it is, if the lead was suppressed, left nurture or
     its enrollment stopped since the batch was planned: the email must not go (the next
-    plan settles it). Plain SQL on a connection: this runs once an email, on the hot path."""
+    plan settles it). This runs once an email, on the hot path: on PostgreSQL through
+    psycopg directly, prepared on the server."""
     sent_id, sent_at = sent or (None, None)
-    changed = connection.execute(_HAND_OVER, {
+    values = {
         "row_id": outgoing.message_id, "for_enrollment": outgoing.enrollment.id,
         "address": outgoing.lead.email, "sent_id": sent_id, "sent_at_": sent_at,
         "subject_": subject, "links_": links,
-    }).scalars().all()
+    }
+    if connection.dialect.name == "postgresql":
+        changed = _on_driver(connection, _HAND_OVER, values)
+    else:
+        changed = connection.execute(_HAND_OVER, values).scalars().all()
     return outgoing.message_id in changed
 
 
 def mark_sent(connection: Connection, sent: tuple[int, datetime]) -> None:
     """The messenger took this email: `sent`. The next plan moves its enrollment on."""
     connection.execute(_MARK_SENT, {"sent_id": sent[0], "sent_at_": sent[1]})
+
+
+@cache
+def _postgresql_sql(statement: Executable) -> tuple[str, dict[str, Any]]:
+    """A statement as psycopg's SQL text (named `%(…)s` parameters) and the values of its
+    literals, compiled once."""
+    compiled = statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[attr-defined]
+    return str(compiled), dict(compiled.params)
+
+
+def _on_driver(connection: Connection, statement: Executable, row: dict[str, Any]) -> list[Any]:
+    """Run a statement through psycopg directly, prepared on the server, and return the
+    first column of what it returned: what SQLAlchemy adds to an execution (cache lookup,
+    parameter processing, result wrapping) costs more than this statement itself. Only
+    plain values: datetimes must be aware and are sent as UTC, dicts go as JSONB."""
+    sql, params = _postgresql_sql(statement)
+    params = dict(params)
+    for name, value in row.items():
+        if isinstance(value, dict):
+            value = Jsonb(value)
+        elif isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("naive datetime on the hand-over")
+            value = value.astimezone(UTC)
+        params[name] = value
+    driver = connection.connection.driver_connection
+    cursor = driver.execute(sql, params, prepare=True)  # type: ignore[union-attr]
+    return [found for found, in cursor.fetchall()]
 
 
 _SETTLE_WHERE = (_enrollments.c.id == bindparam("enrollment"),

@@ -152,10 +152,9 @@ def render_email(
 ) -> RenderedEmail:
     """Render subject, HTML and text of `template` inside the layout; raise TemplateProblem."""
     try:
-        subject_source = subject
-        if subject_source is None:
-            subject_source = env.loader.get_source(env, f"{template}/subject.txt")[0]  # type: ignore[union-attr]
-        rendered_subject = _one_line(_subject_template(env, subject_source).render(context))
+        subject_template = (env.get_template(f"{template}/subject.txt") if subject is None
+                            else _subject_template(env, subject))
+        rendered_subject = _one_line(subject_template.render(context))
         html_body = env.get_template(f"{template}/body.html").render(context)
         text_body = env.get_template(f"{template}/body.txt").render(context)
         layout_context = {**context, "subject": rendered_subject}

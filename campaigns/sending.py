@@ -2,8 +2,8 @@
 
 One round plans the whole batch in one transaction (`engine.plan`: each enrollment advanced
 as far as it goes, the emails due now left as `queued` rows) and composes those emails.
-Then, for each email, one statement and one commit mark it `sending` (and the email before
-it on the same SMTP connection `sent`), and only then is the messenger called: the
+Then, for each email, one statement in one round trip commits it `sending` (and the email
+before it on the same SMTP connection `sent`), and only then is the messenger called: the
 at-most-once guarantee. Several SMTP connections ("lanes") hand a batch over side by side.
 A crash leaves at most one row in `sending` per lane, which the next run turns into
 `unknown` (reported, never re-sent); the `queued` rows it leaves are certainly unsent and go
@@ -44,6 +44,7 @@ from nurture.tracking.tokens import Signer
 
 MAX_EMAILS_PER_ENROLLMENT_RUN = 5
 """Emails one run sends for one enrollment in a row (only steps with no wait between)."""
+
 
 
 @dataclass
@@ -213,13 +214,15 @@ def _hand_over(db: Database, batch: Batch, messenger: Messenger, counts: Counts)
     """Compose each email and send it after committing it as `sending`.
 
     The statement that marks an email `sending` also marks the one before it `sent`: one
-    statement and one commit an email, on one connection held for the batch. Template
-    problems, refusals and unknown outcomes are recorded at once, in a transaction each."""
+    statement an email, on one connection held for the batch and in autocommit, so that the
+    statement is its own transaction in one round trip (no BEGIN and COMMIT around it).
+    Template problems, refusals and unknown outcomes are recorded at once, in a
+    transaction each."""
     handed = Handed()
     go_on = handed.go_on
     clock = batch.clock
     delivered: tuple[int, datetime] | None = None  # handed over, not yet recorded `sent`
-    with db.engine.connect() as connection:
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         for item in batch.outgoing:
             try:
                 email, subject, links = compose(item, batch.collateral_keys, batch.sending)
@@ -229,7 +232,6 @@ def _hand_over(db: Database, batch: Batch, messenger: Messenger, counts: Counts)
                 counts.held += 1
                 continue
             allowed = handover.mark_sending(connection, item, subject, links, sent=delivered)
-            connection.commit()
             delivered = None
             if not allowed:
                 go_on.append(item.enrollment.id)  # stopped since it was planned: settle it
@@ -251,7 +253,6 @@ def _hand_over(db: Database, batch: Batch, messenger: Messenger, counts: Counts)
             go_on.append(item.enrollment.id)
         if delivered is not None:
             handover.mark_sent(connection, delivered)
-            connection.commit()
     return handed
 
 
