@@ -4,10 +4,13 @@ go to the rep under it. One is accepted, becomes an opportunity and is lost for 
 is back in nurture in the timing sequence. One is accepted and nothing happens: when its window
 passes it returns to nurture as `stalled_in_sales`. One is never answered: it escalates to the
 rep and a manager at its due time, and expires back to nurture (`sla_expired`) a window later.
-Two dispatchers tick together; each timer fires once."""
+Two dispatchers tick together; each timer fires once. The reports' figures for that history
+equal hand-computed ones (and the rollups rebuilt from the facts equal the kept ones); the
+alignment digest of the fortnight reaches the SMTP server once."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 
 from rq import SimpleWorker
@@ -15,14 +18,17 @@ from sqlalchemy import select
 
 from nurture.clock import utcnow
 from nurture.handoffs.policy import BusinessCalendar, add_business_time
-from nurture.models import Handoff, HandoffEvent, HandoffNotification, Role
+from nurture.models import Digest, Handoff, HandoffEvent, HandoffNotification, Role
+from nurture.reports.digest import EPOCH
+from nurture.reports.rebuild import rebuild
 from tests.conftest import Api
 from tests.test_api_handoffs import user_token
 from tests.test_api_sequences import make_collateral
 from tests.test_handoffs import make_rep
+from tests.test_reports import _rollups
 from tests.test_routing import sequence
 from tests.test_scoring_models import DOCUMENT as SCORING
-from workers.dispatcher import Dispatcher, PeriodicTask, dispatch_sla_timers
+from workers.dispatcher import Dispatcher, PeriodicTask, dispatch_digest, dispatch_sla_timers
 from workers.queues import all_queues
 
 PROFILE = {"first_name": "Vera", "title": "VP Engineering", "industry": "software",
@@ -52,7 +58,8 @@ def kinds(db, handoff_id):
             HandoffEvent.handoff_id == handoff_id).order_by(HandoffEvent.id)).scalars().all()
 
 
-def test_outcomes_and_the_sla_close_the_loop(app, client, db, make_token, receiver, crm_env):
+def test_outcomes_and_the_sla_close_the_loop(app, client, db, make_token, receiver, crm_env,
+                                             smtp_server, monkeypatch):
     admin = Api(client, make_token(Role.ADMIN, "admin"))
     marketer = Api(client, make_token(Role.MARKETER, "marketer"))
     sales = Api(client, make_token(Role.SALES_APPROVER, "sales"))
@@ -182,3 +189,60 @@ def test_outcomes_and_the_sla_close_the_loop(app, client, db, make_token, receiv
     assert kinds(db, handoffs["stalled"]["id"]).count("stalled_in_sales") == 1
     # the lost lead was never touched by a timer
     assert "stalled_in_sales" not in kinds(db, handoffs["lost"]["id"])
+
+    # the numbers, from the product's own data: every figure computed by hand
+    period = {"from": (utcnow() - timedelta(days=70)).date().isoformat(),
+              "to": (stalls_at + timedelta(days=2)).date().isoformat()}
+
+    def report(name, **query):
+        answer = marketer.get(f"/api/v1/reports/{name}", query_string={**period, **query})
+        assert answer.status_code == 200, answer.json
+        return answer.json["rows"]
+
+    reasons = Counter()
+    for row in report("rejection_reasons"):
+        reasons[row["reason"]] += row["count"]
+    assert reasons == {"no_budget": 3, "bad_timing": 1, "sla_expired": 1, "stalled_in_sales": 1}
+    assert report("acceptance") == [{"recycled": 3, "accepted": 2, "rejected_again": 0,
+                                     "acceptance_rate": 1.0}]
+    assert report("sla") == [{"rep": "rita@example.com", "handoffs": 3, "met": 2, "escalated": 1,
+                              "expired": 1, "stalled_returns": 1}]
+    reached = Counter()
+    for row in report("funnel"):
+        reached[row["stage"]] += row["count"]
+        if row["stage"] == "nurtured" and row["count"]:
+            assert row["median_seconds"] == row["p90_seconds"] == 0  # enrolled on rejection
+    # the three leads (no sequence takes no_budget) and their three returns to nurture
+    assert reached == {"entered": 6, "nurtured": 3, "engaged": 3, "recycled": 3, "accepted": 2,
+                       "opportunity": 1, "won": 0}
+    assert report("revenue") == [{"qualified": 3, "won": 0, "qualified_per_won": None,
+                                  "won_from_recycled": 0, "revenue_from_recycled": "0.00"}]
+    speed = {row["leg"]: row for row in report("speed_to_lead")}
+    assert speed["qualified_to_stored"]["count"] == 3
+    assert (speed["stored_to_first_action"]["count"],
+            speed["stored_to_first_action"]["within_5_minutes"]) == (2, 1.0)
+    assert {(r["sequence"], r["enrolled"]) for r in report("sequences") if r["step"] == ""} == {
+        ("timing", 1), ("stalled", 1), ("expired", 1)}
+    as_csv = marketer.get("/api/v1/reports/sla", query_string={**period, "format": "csv"})
+    assert as_csv.get_data(as_text=True).splitlines() == [
+        "rep,handoffs,met,escalated,expired,stalled_returns", "rita@example.com,3,2,1,1,1"]
+    kept = _rollups(db)
+    with db.session_scope() as session:
+        rebuild(session)
+    assert _rollups(db) == kept
+
+    # the alignment digest of the fortnight of the stall, once, whoever ticks
+    sink, smtp_url = smtp_server
+    monkeypatch.setenv("SMTP_URL", smtp_url)
+    monkeypatch.setenv("NURTURE_DIGEST_RECIPIENTS", "marketing@example.com,sales@example.com")
+    fortnight = EPOCH + timedelta(days=(stalls_at.date() - EPOCH).days // 14 * 14)
+    for dispatcher in dispatchers:  # the same two, now running the digest's task
+        dispatcher.tasks = (PeriodicTask("digest", timedelta(0), dispatch_digest),)
+    at(stalls_at.replace(hour=8) + timedelta(days=(fortnight - stalls_at.date()).days + 14))
+    at(clock["now"] + timedelta(minutes=1))
+    digests = [m for m in sink.messages if "Sales and marketing" in str(m["Subject"])]
+    assert len(digests) == 1
+    assert f"{fortnight.isoformat()} to {(fortnight + timedelta(days=13)).isoformat()}" in str(
+        digests[0]["Subject"])
+    with db.session_scope() as session:
+        assert [d.status.value for d in session.execute(select(Digest)).scalars()] == ["sent"]

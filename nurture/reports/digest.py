@@ -202,12 +202,14 @@ class DigestSettings:
 
 
 def send_due_digest(db: Database, settings: DigestSettings,
-                    messenger: Callable[[], Messenger], *, now: datetime) -> str:
-    """Send the digest of the latest ended period unless it was claimed already. Returns
-    what happened: `sent`, `claimed elsewhere`, `no recipients`, `failed: …`, `unknown: …`."""
+                    messenger: Callable[[], Messenger], *, now: datetime,
+                    period: Period | None = None) -> str:
+    """Send the digest of `period` (default: the latest ended one) unless it was claimed
+    already. Returns what happened: `sent`, `claimed elsewhere`, `no recipients`,
+    `failed: …`, `unknown: …`."""
     if not settings.recipients:
         return "no recipients"
-    period = due_period(now.date(), settings.days)
+    period = period or due_period(now.date(), settings.days)
     with db.session_scope() as session:
         digest_id = claim(session, period, settings.recipients, now=now)
     if digest_id is None:
