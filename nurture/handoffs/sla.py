@@ -55,8 +55,16 @@ def _terms_of(sla: Sla) -> Terms:
     return Terms(sla.id, document, document.recycle_policy())
 
 
+_defaults: dict[tuple[Any, ...], Terms] = {}
+
+
 def default_terms(fallback: RecyclePolicy = DEFAULT_POLICY) -> Terms:
-    return Terms(None, default_document(fallback), fallback)
+    """The settings' terms, built once per distinct policy (every recycle and timer asks)."""
+    key = (fallback.sla, fallback.max_recycles, tuple(sorted(fallback.min_nurture.items())))
+    terms = _defaults.get(key)
+    if terms is None:
+        terms = _defaults[key] = Terms(None, default_document(fallback), fallback)
+    return terms
 
 
 def terms_in_force(session: Session, fallback: RecyclePolicy = DEFAULT_POLICY) -> Terms:
