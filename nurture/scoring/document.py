@@ -106,6 +106,17 @@ class Condition(Closed):
     def pattern(self) -> re.Pattern[str]:
         return re.compile(str(self.value), re.IGNORECASE)
 
+    @cached_property
+    def texts(self) -> tuple[str, ...]:
+        """The value, or each value of a list, as text compares it (trimmed, lower case):
+        worked out once per document, not once per lead or event it is checked against."""
+        values = self.value if isinstance(self.value, list) else [self.value]
+        return tuple(str(v).strip().lower() for v in values)
+
+    @cached_property
+    def text_set(self) -> frozenset[str]:
+        return frozenset(self.texts)
+
 
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value

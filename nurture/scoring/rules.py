@@ -96,17 +96,17 @@ def holds(condition: Condition, value: Any) -> bool:
         return expected[0] <= number <= expected[1]
     text = _text(value)
     if op == "equals":
-        return text == _text(expected)
+        return text == condition.texts[0]
     if op == "in":
-        return text in {_text(v) for v in expected}
+        return text in condition.text_set
     if op == "not_in":
-        return text not in {_text(v) for v in expected}
+        return text not in condition.text_set
     if op == "contains":
-        return _text(expected) in text
+        return condition.texts[0] in text
     if op == "contains_any":
-        return any(_text(v) in text for v in expected)
+        return any(v in text for v in condition.texts)
     if op == "starts_with":
-        return text.startswith(_text(expected))
+        return text.startswith(condition.texts[0])
     if op == "matches":
         return condition.pattern.search(str(value)) is not None
     raise AssertionError(f"unknown operator {op}")  # the document refuses it first
