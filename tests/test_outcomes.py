@@ -3,6 +3,7 @@ item; a loss returns the lead to nurture routed by its reason; bad input changes
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -171,6 +172,18 @@ def test_invalid_items_refuse_the_whole_batch_naming_the_field(api, db, accepted
     answer = api.post("/api/v1/outcomes", json={"outcomes": [bad, good]})
     assert answer.status_code == 422, answer.json
     assert path in answer.json["errors"], answer.json["errors"]
+    assert count(Outcome) == 0
+    assert stage(db, lead_id) == "accepted_by_sales"
+
+
+def test_an_outcome_from_the_future_refuses_the_batch(api, db, accepted, count):
+    lead_id, _ = accepted
+    future = (utcnow() + timedelta(days=2)).isoformat()
+    answer = api.post("/api/v1/outcomes", json={"outcomes": [
+        item("ok", "opportunity_created"), {**item("late", "won", amount=1, currency="USD"),
+                                            "occurred_at": future}]})
+    assert answer.status_code == 422
+    assert list(answer.json["errors"]) == ["outcomes[1].occurred_at"]
     assert count(Outcome) == 0
     assert stage(db, lead_id) == "accepted_by_sales"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +28,7 @@ from campaigns.intake import reject_lead
 from nurture import rollups
 from nurture.accounts.services import Actor
 from nurture.db import insert_ignoring_conflicts
+from nurture.errors import InvalidInput
 from nurture.fields import normalize_email
 from nurture.handoffs.services import accept, exit_enrollments
 from nurture.leads.services import change_stage
@@ -51,6 +52,9 @@ LOSS_REASONS: dict[LossReason, RejectionReason] = {
     LossReason.OTHER: RejectionReason.OTHER,
 }
 """The rejection reason a loss is recorded and routed with."""
+
+MAX_FUTURE = timedelta(days=1)
+"""An outcome may say it happened this far after our clock (clocks differ); further is refused."""
 
 MAX_AMOUNT_DIGITS = 20
 """Digits of an amount (4 after the point), as the column holds them."""
@@ -105,7 +109,12 @@ def record_outcomes(session: Session, outcomes: Sequence[ReportedOutcome], *,
     """Record each outcome not recorded before and move its lead along; one answer per item.
 
     The leads are locked first, in id order (two batches about the same leads wait for each
-    other rather than deadlock); outcomes apply in the order they occurred."""
+    other rather than deadlock); outcomes apply in the order they occurred. An outcome dated
+    more than `MAX_FUTURE` ahead refuses the batch (`InvalidInput`), before anything changes."""
+    late = {f"outcomes[{i}].occurred_at": [f"more than {MAX_FUTURE} in the future"]
+            for i, o in enumerate(outcomes) if o.occurred_at > now + MAX_FUTURE}
+    if late:
+        raise InvalidInput("an outcome cannot have happened yet", late)
     leads = _find_leads(session, outcomes)
     results: dict[int, OutcomeResult] = {}
     order = sorted(range(len(outcomes)), key=lambda i: outcomes[i].occurred_at)

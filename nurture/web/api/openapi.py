@@ -540,7 +540,8 @@ def _outcome_paths() -> dict[str, Any]:
                 "summary": "What happened to leads in the CRM: opportunity created, won, lost",
                 "description": (
                     f"At most {MAX_OUTCOMES} outcomes, validated whole (any invalid item, e.g. "
-                    "`won` without an amount, refuses the request with 422 naming it), then "
+                    "`won` without an amount or one dated more than a day ahead, refuses the "
+                    "request with 422 naming it), then "
                     "answered per item in order: `recorded`, `duplicate` (the CRM's outcome "
                     "`id` was recorded before, or repeats in this request: nothing changes), "
                     "`unknown_lead` (no lead with that crm_id or email) or `ambiguous_lead`; "
