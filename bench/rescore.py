@@ -34,8 +34,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
+from multiprocessing import get_context
 
 import psutil
 import psycopg
@@ -53,6 +55,7 @@ from nurture.scoring.backtest import request_backtest, run_backtest
 from nurture.scoring.document import default_document
 from nurture.scoring.rescoring import rescore_batch
 from nurture.testing import scratch_database
+from workers.queues import JOB_KINDS
 
 TARGET_S = 120.0
 """Both targets: two minutes."""
@@ -105,17 +108,29 @@ def _install(session, document, now):
     return model.id
 
 
-def _rescore(database: Database, model_id: int) -> tuple[float, int]:
+def _rescore(database: Database, model_id: int, jobs: int) -> tuple[float, int]:
+    """Activate the model and re-score every lead as `jobs` copies of the `rescore_leads` job
+    do (each a process taking ranges until none is left)."""
     started = time.perf_counter()
-    batches = 0
     with database.session_scope() as session:
         lifecycle.activate_model(session, model_id, actor="bench", now=utcnow())
+    url = database.engine.url.render_as_string(hide_password=False)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        batches = sum(pool.map(_rescore_job, [url] * jobs, [model_id] * jobs))
+    return time.perf_counter() - started, batches
+
+
+def _rescore_job(url: str, model_id: int) -> int:
+    """What one `rescore_leads` job does."""
+    database = Database(url)
+    batches = 0
     while True:
         with database.session_scope() as session:
             if not rescore_batch(session, model_id, now=utcnow()):
                 break
         batches += 1
-    return time.perf_counter() - started, batches
+    database.dispose()
+    return batches
 
 
 def _live(url: str) -> None:
@@ -157,13 +172,18 @@ def _load() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+SAMPLE_S = 0.5
+"""How often CpuMeter looks at the processes."""
+
+
 class CpuMeter:
     """CPU seconds spent by this process (and its children) and by the PostgreSQL backends of
     one database, with their parallel workers, between `start()` and `stop()`.
 
     Backends are found by their process title (`postgres: [CLUSTER:] USER DATABASE …`,
-    `parallel worker for PID N`) and sampled every 0.1 s: a parallel worker that lives less than that is
-    missed (it undercounts, never overcounts)."""
+    `parallel worker for PID N`) and sampled every SAMPLE_S: a parallel worker is counted up
+    to its last sample (it undercounts, never overcounts). The sampling thread's own CPU is
+    not counted as Python's."""
 
     def __init__(self, database: str) -> None:
         self.database = database
@@ -197,10 +217,18 @@ class CpuMeter:
         return found
 
     def _sample(self) -> None:
+        self._sampler = threading.get_native_id()
         while not self._stop.is_set():
             for pid, spent in self._backends().items():
                 self._seen[pid] = spent
-            self._stop.wait(0.1)
+            self._stop.wait(SAMPLE_S)
+
+    def _sampling(self) -> float:
+        """CPU seconds of the sampling thread itself (not the work measured)."""
+        for thread in psutil.Process().threads():
+            if thread.id == self._sampler:
+                return thread.user_time + thread.system_time
+        return 0.0
 
     @staticmethod
     def _own() -> float:
@@ -220,18 +248,20 @@ class CpuMeter:
         self._seen = dict(self._base)
         self._python = self._own()
         self._stop.clear()
+        self._sampler = 0
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> str:
+        sampling = self._sampling()
         self._stop.set()
         assert self._thread is not None
         self._thread.join()
         for pid, spent in self._backends().items():
             self._seen[pid] = spent
         postgres = sum(spent - self._base.get(pid, 0.0) for pid, spent in self._seen.items())
-        python = self._own() - self._python
+        python = self._own() - self._python - sampling
         return f"CPU: PostgreSQL {postgres:.1f} s, Python {python:.1f} s"
 
 
@@ -242,6 +272,7 @@ CREATE TABLE IF NOT EXISTS bench_dataset (leads bigint NOT NULL, events bigint N
 
 RESET_SQL = """
 TRUNCATE lead_score_rules, lead_scores, score_ledger, scoring_backtests, scoring_approvals,
+         scoring_rescore_ranges,
          scoring_models
 """
 """What a run writes (the generated leads and events stay)."""
@@ -303,6 +334,8 @@ def main() -> None:
                         help="time only the activation that replaces a model")
     parser.add_argument("--only", choices=("rescore", "backtest"),
                         help="run only the re-score or only the backtest")
+    parser.add_argument("--jobs", type=int, default=JOB_KINDS["rescore_leads"].copies,
+                        help="re-score jobs side by side (default: the copies enqueued)")
     parser.add_argument("--live", action="store_true", help="only the live scoring cost")
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres")
@@ -346,12 +379,12 @@ def main() -> None:
         else:
             if not args.skip_first:
                 meter = CpuMeter(name).start()
-                seconds, batches = _rescore(database, first_id)
+                seconds, batches = _rescore(database, first_id, args.jobs)
                 print(f"re-score on activation, leads never scored: {args.leads:,} leads in "
-                      f"{seconds:.1f} s ({batches} batches; {args.leads / seconds:,.0f} "
+                      f"{seconds:.1f} s ({batches} ranges, {args.jobs} jobs; {args.leads / seconds:,.0f} "
                       f"leads/s); {meter.stop()}; load average {_load()}")
             meter = CpuMeter(name).start()
-            seconds, batches = _rescore(database, second_id)
+            seconds, batches = _rescore(database, second_id, args.jobs)
             cpu = meter.stop()
             with database.session_scope() as session:
                 scored = session.execute(
@@ -362,7 +395,8 @@ def main() -> None:
             met = "met" if seconds < TARGET_S else "NOT met"
             what = "leads never scored" if args.skip_first else "replacing a model"
             print(f"re-score on activation, {what}: {scored:,} leads in {seconds:.1f} s "
-                  f"({args.leads / seconds:,.0f} leads/s; ledger now {ledger:,} rows); "
+                  f"({batches} ranges, {args.jobs} jobs; {args.leads / seconds:,.0f} leads/s; "
+                  f"ledger now {ledger:,} rows); "
                   f"{cpu}; target {TARGET_S:.0f} s {met}; load average {_load()}")
 
         if args.only != "rescore":

@@ -45,6 +45,9 @@ LISTED = 100
 
 MAX_ID = 2**63 - 1
 
+PARALLEL_PARTS = 2
+"""Ranges of leads a set-based backtest runs at once, a connection each (PostgreSQL)."""
+
 
 def request_backtest(session: Session, model_id: int, *, days: int, actor: str,
                      now: datetime) -> Backtest:
@@ -85,8 +88,9 @@ def run_backtest(session: Session, backtest_id: int, *, now: datetime) -> Backte
     if all(bulk.backtest_supported(session, run.document, days=backtest.days) for run in runs):
         # set-based on PostgreSQL: the same answer without Python per event, every model in
         # one reading of the window's events
-        found = bulk.first_crossings(session, [run.document for run in runs], since=since,
-                                     until=until)
+        found = bulk.first_crossings_in_parallel(
+            session, [run.document for run in runs], since=since, until=until,
+            parts=PARALLEL_PARTS)
         for run, recycled in zip(runs, found, strict=True):
             run.recycled = recycled
         events = bulk.count_events(session, since=since, until=until)

@@ -8,6 +8,8 @@ where `supported()` says so.
 from __future__ import annotations
 
 import math
+import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +25,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    column,
     delete,
     false,
     func,
@@ -33,9 +34,9 @@ from sqlalchemy import (
     select,
     text,
     union_all,
-    values,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Executable, Select
@@ -49,9 +50,10 @@ from nurture.models import (
 )
 from nurture.scoring.document import ScoringDocument
 from nurture.scoring.rules import FIT
-from nurture.scoring.sql import contributions, decay_factor, fit_rows, supported
+from nurture.scoring.sql import contributions, decay_factor, fit_rows, pick, supported
 
-__all__ = ["backtest_supported", "count_events", "first_crossings", "rescore_range",
+__all__ = ["backtest_supported", "count_events", "first_crossings",
+           "first_crossings_in_parallel", "rescore_range",
            "supported"]
 
 
@@ -213,7 +215,8 @@ def backtest_supported(session: Session, document: ScoringDocument, *, days: int
 
 
 def first_crossings(session: Session, documents: list[ScoringDocument], *, since: datetime,
-                    until: datetime) -> list[dict[int, datetime]]:
+                    until: datetime, leads: tuple[int, int] | None = None
+                    ) -> list[dict[int, datetime]]:
     """For each document and each lead, the first event in [since, until) after which the
     model would have recycled it (it raised the score, and total and fit met the thresholds
     then): one query for all the documents, reading the window's events once.
@@ -222,33 +225,33 @@ def first_crossings(session: Session, documents: list[ScoringDocument], *, since
     session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     found: list[dict[int, datetime]] = [{} for _ in documents]
     window = [EngagementEvent.occurred_at >= since, EngagementEvent.occurred_at < until]
+    leads_in: list[Any] = []
+    if leads is not None:
+        window.append(EngagementEvent.lead_id.between(*leads))
+        leads_in.append(Lead.id.between(*leads))
     given = contributions(documents, window)
     if given is None:
         return found
-    models = values(column("model", Integer), column("half_life_s", Float),
-                    column("total", Float), column("fit", Float), name="models").data([
-        (m, d.half_life_days * 86_400.0, float(d.thresholds.total), float(d.thresholds.fit))
-        for m, d in enumerate(documents)])
-    half_life = cast(models.c.half_life_s, Float)
+
+    def per_model(model: Any, value: Any) -> Any:
+        return pick(model + 1, Float, [float(value(d)) for d in documents])
+
+    half_life = per_model(given.c.model, lambda d: d.half_life_days * 86_400.0)
     grow = func.exp(math.log(2) * (func.extract("epoch", given.c.occurred_at)
                                    - since.timestamp()) / half_life)
-    per_event = select(
-        given.c.model, given.c.lead_id, given.c.event_id, given.c.occurred_at,
-        func.sum(case((given.c.decays, given.c.points * grow), else_=0.0)).label("grown"),
-        func.sum(case((given.c.decays, 0.0), else_=given.c.points)).label("steady"),
-        func.bool_or(given.c.points > 0).label("raised"),
-    ).select_from(given.join(models, models.c.model == given.c.model)).group_by(
-        given.c.model, given.c.lead_id, given.c.event_id, given.c.occurred_at).subquery()
-    order = (per_event.c.occurred_at, per_event.c.event_id)
-    partition = (per_event.c.model, per_event.c.lead_id)
+    # a running total per lead and model, in event order: an event's rules are peers in the
+    # window (same time and id), so each row sees the total after its whole event
+    order = (given.c.occurred_at, given.c.event_id)
+    partition = (given.c.model, given.c.lead_id)
     running = select(
-        per_event.c.model, per_event.c.lead_id, per_event.c.occurred_at, per_event.c.raised,
-        func.sum(per_event.c.grown).over(partition_by=partition, order_by=order).label("grown"),
-        func.sum(per_event.c.steady).over(partition_by=partition, order_by=order)
-        .label("steady"),
+        given.c.model, given.c.lead_id, given.c.occurred_at, given.c.points,
+        func.sum(case((given.c.decays, given.c.points * grow), else_=0.0))
+        .over(partition_by=partition, order_by=order).label("grown"),
+        func.sum(case((given.c.decays, 0.0), else_=given.c.points))
+        .over(partition_by=partition, order_by=order).label("steady"),
     ).subquery()
-    fit = fit_rows(documents, [])
-    source = running.join(models, models.c.model == running.c.model)
+    fit = fit_rows(documents, leads_in)
+    source: Any = running
     lead_fit: Any = literal(0.0, Float)
     if fit is not None:
         fit_sums = (select(fit.c.model, fit.c.lead_id, func.sum(fit.c.points).label("fit"))
@@ -257,13 +260,15 @@ def first_crossings(session: Session, documents: list[ScoringDocument], *, since
                                                  fit_sums.c.lead_id == running.c.lead_id))
         lead_fit = func.coalesce(fit_sums.c.fit, 0.0)
     shrink = func.exp(-math.log(2) * (func.extract("epoch", running.c.occurred_at)
-                                      - since.timestamp()) / half_life)
+                                      - since.timestamp())
+                      / per_model(running.c.model, lambda d: d.half_life_days * 86_400.0))
     total = lead_fit + running.c.steady + running.c.grown * shrink
     query = (
         select(running.c.model, running.c.lead_id, func.min(running.c.occurred_at))
         .select_from(source)
-        .where(running.c.raised, lead_fit >= cast(models.c.fit, Float),
-               total >= cast(models.c.total, Float))
+        .where(running.c.points > 0,  # the event raised the score (a rule gave points)
+               lead_fit >= per_model(running.c.model, lambda d: d.thresholds.fit),
+               total >= per_model(running.c.model, lambda d: d.thresholds.total))
         .group_by(running.c.model, running.c.lead_id)
     )
     for model, lead_id, at in session.execute(query).tuples():
@@ -271,7 +276,37 @@ def first_crossings(session: Session, documents: list[ScoringDocument], *, since
     return found
 
 
-WORK_MEM = "256MB"
+def first_crossings_in_parallel(session: Session, documents: list[ScoringDocument], *,
+                                since: datetime, until: datetime, parts: int
+                                ) -> list[dict[int, datetime]]:
+    """`first_crossings` over `parts` ranges of lead ids at once, each on its own connection
+    (the windows are per lead, so ranges are independent), all reading the snapshot of
+    `session`: the database's cores work side by side on one backtest."""
+    bind = session.get_bind()
+    first, last = session.execute(select(func.min(Lead.id), func.max(Lead.id))).one()
+    if parts < 2 or not isinstance(bind, Engine) or first is None or first == last:
+        return first_crossings(session, documents, since=since, until=until)
+    snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+    if not re.fullmatch(r"[0-9A-F-]+", snapshot):  # SET takes no parameter: checked, inlined
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    step = (last - first) // parts + 1
+    ranges = [(start, min(start + step - 1, last)) for start in range(first, last + 1, step)]
+
+    def part(leads: tuple[int, int]) -> list[dict[int, datetime]]:
+        with Session(bind.execution_options(isolation_level="REPEATABLE READ")) as own, \
+                own.begin():
+            own.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            return first_crossings(own, documents, since=since, until=until, leads=leads)
+
+    found: list[dict[int, datetime]] = [{} for _ in documents]
+    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+        for answer in pool.map(part, ranges):
+            for mine, theirs in zip(found, answer, strict=True):
+                mine.update(theirs)
+    return found
+
+
+WORK_MEM = "1GB"
 """Memory a backtest's sorts and window functions may use (set for its transaction only)."""
 
 

@@ -165,10 +165,28 @@ def _event_column(table: Any, name: str) -> ColumnElement[Any]:
     return table.c[name]
 
 
-def _rule_test(rule: EventRule, table: Any) -> ColumnElement[bool]:
-    return and_(table.c.type.in_(sorted(rule.event_types)),
-                true() if rule.include_machine else table.c.is_machine.is_(False),
-                *(_condition(_event_column(table, c.field), c) for c in rule.where))
+def _event_hits(rules: list[EventRule], table: Any) -> Any:
+    """`_matched` for events: an event's type picks the few rules that may apply, whose other
+    conditions alone are then evaluated."""
+    by_type: dict[str, list[tuple[int, EventRule]]] = {}
+    for i, rule in enumerate(rules, 1):
+        for event_type in rule.event_types:
+            by_type.setdefault(event_type, []).append((i, rule))
+    branches = []
+    for event_type, candidates in sorted(by_type.items()):
+        positions = [
+            case((and_(true() if rule.include_machine else table.c.is_machine.is_(False),
+                       *(_condition(_event_column(table, c.field), c) for c in rule.where)),
+                  literal(i, Integer)))
+            for i, rule in candidates]
+        branches.append((table.c.type == event_type, array(positions)))
+    return func.unnest(func.array_remove(case(*branches), null())
+                       ).table_valued("idx").render_derived()
+
+
+def pick(idx: ColumnElement[int], type_: Any, items: list[Any]) -> ColumnElement[Any]:
+    """items[idx - 1] in SQL (an array, not a join: rows stay narrow and in their order)."""
+    return array([cast(literal(item, type_), type_) for item in items])[idx]
 
 
 def _utc(column: ColumnElement[datetime], unit: str) -> ColumnElement[Any]:
@@ -197,51 +215,50 @@ def contributions(documents: list[ScoringDocument], where: list[ColumnElement[bo
         source = source.outerjoin(
             CollateralVersion.__table__, CollateralVersion.id == table.c.collateral_version_id,
         ).outerjoin(Collateral.__table__, Collateral.id == CollateralVersion.collateral_id)
-    hit = _matched([_rule_test(rule, table) for _, _, rule in rules])
+    hit = _event_hits([rule for _, _, rule in rules], table)
     types = sorted({t for _, _, rule in rules for t in rule.event_types})
     machine = [] if any(rule.include_machine for _, _, rule in rules) else [
         table.c.is_machine.is_(False)]
-    constants = values(
-        column("idx", Integer), column("model", Integer), column("rule", String),
-        column("kind", String), column("decays", Boolean), column("magnitude", Float),
-        column("sign", Float), column("per_day", Float), column("per_week", Float),
-        name="event_rules",
-    ).data([(i, m, rule.rule, kind, rule.decays, float(abs(rule.points)),
-             math.copysign(1.0, rule.points),
-             rule.cap.per_day if rule.cap is not None else None,
-             rule.cap.per_week if rule.cap is not None else None)
-            for i, (m, kind, rule) in enumerate(rules, 1)])
-    rule_columns = (constants.c.model, constants.c.rule, constants.c.kind, constants.c.decays,
-                    cast(constants.c.sign, Float).label("sign"))
-    magnitude = cast(constants.c.magnitude, Float)
-    per_day = cast(constants.c.per_day, Float)
+
+    caps = [rule.cap for _, _, rule in rules]
+    magnitude = pick(hit.c.idx, Float, [float(abs(rule.points)) for _, _, rule in rules])
+    per_day = pick(hit.c.idx, Float, [c.per_day if c is not None else None for c in caps])
+    model = pick(hit.c.idx, Integer, [m for m, _, _ in rules])
+    # partitions led by (model, lead): one sort of the rows, in the order the later steps
+    # (a lead's running total per model) read them too
+    week, day = _utc(table.c.occurred_at, "week"), _utc(table.c.occurred_at, "day")
     day_rank = func.row_number().over(
-        partition_by=(hit.c.idx, table.c.lead_id, _utc(table.c.occurred_at, "day")),
+        partition_by=(model, table.c.lead_id, hit.c.idx, week, day),
         order_by=(table.c.occurred_at, table.c.id))
     daily = (
-        select(hit.c.idx, table.c.lead_id, table.c.id.label("event_id"), table.c.occurred_at,
-               *rule_columns, cast(constants.c.per_week, Float).label("per_week"),
+        select(model.label("model"), table.c.lead_id, hit.c.idx, week.label("week"),
+               day.label("day"), table.c.id.label("event_id"), table.c.occurred_at,
                case((per_day.is_(None), magnitude),
                     else_=func.least(magnitude, func.greatest(
                         0.0, per_day - magnitude * (day_rank - 1)))).label("points"))
-        .select_from(source.join(hit, true()).join(constants, constants.c.idx == hit.c.idx))
+        .select_from(source.join(hit, true()))
         .where(table.c.lead_id.is_not(None), table.c.type.in_(types), *machine, *where)
         .subquery("daily")
     )
+    per_week = pick(daily.c.idx, Float, [c.per_week if c is not None else None for c in caps])
+    # ordered by day too (as it is, within a week): the same sort as the day's window
     before = func.coalesce(func.sum(daily.c.points).over(
-        partition_by=(daily.c.idx, daily.c.lead_id, _utc(daily.c.occurred_at, "week")),
-        order_by=(daily.c.occurred_at, daily.c.event_id), rows=(None, -1)), 0.0)
+        partition_by=(daily.c.model, daily.c.lead_id, daily.c.idx, daily.c.week),
+        order_by=(daily.c.day, daily.c.occurred_at, daily.c.event_id), rows=(None, -1)), 0.0)
     allowed = select(
-        daily.c.model, daily.c.lead_id, daily.c.event_id, daily.c.occurred_at, daily.c.rule,
-        daily.c.kind, daily.c.decays, daily.c.sign,
-        case((daily.c.per_week.is_(None), daily.c.points),
-             else_=func.least(daily.c.points, func.greatest(0.0, daily.c.per_week - before))
+        daily.c.model, daily.c.lead_id, daily.c.idx, daily.c.event_id, daily.c.occurred_at,
+        case((per_week.is_(None), daily.c.points),
+             else_=func.least(daily.c.points, func.greatest(0.0, per_week - before))
              ).label("points"),
     ).subquery("allowed")
+    idx = allowed.c.idx
+    sign = pick(idx, Float, [math.copysign(1.0, rule.points) for _, _, rule in rules])
     return (
         select(allowed.c.model, allowed.c.lead_id, allowed.c.event_id, allowed.c.occurred_at,
-               allowed.c.rule, allowed.c.kind, allowed.c.decays,
-               (allowed.c.points * allowed.c.sign).label("points"))
+               pick(idx, String, [rule.rule for _, _, rule in rules]).label("rule"),
+               pick(idx, String, [kind for _, kind, _ in rules]).label("kind"),
+               pick(idx, Boolean, [rule.decays for _, _, rule in rules]).label("decays"),
+               (allowed.c.points * sign).label("points"))
         .where(allowed.c.points > 0)
         .subquery("given")
     )
