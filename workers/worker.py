@@ -13,6 +13,7 @@ one finishes its job first (a second signal kills the job).
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from redis import Redis
@@ -20,7 +21,7 @@ from rq import SimpleWorker
 from rq.worker_pool import WorkerPool
 
 from campaigns.rendering import shared_environment, warm_templates
-from workers.queues import QUEUES_BY_PRIORITY, all_queues
+from workers.queues import JOB_KINDS, QUEUES_BY_PRIORITY, all_queues
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ def run_worker(connection: Redis, *, processes: int = 1, burst: bool = False) ->
     names = [name.value for name in QUEUES_BY_PRIORITY]
     # compiled here, before RQ forks a work horse per job: each job finds them compiled
     compiled = warm_templates(shared_environment())
+    # imported here too, before the pool forks: a job finds its code (the models, the
+    # services) loaded instead of each process importing it under its first job's clock
+    for module in sorted({kind.function.rpartition(".")[0] for kind in JOB_KINDS.values()}):
+        importlib.import_module(module)
     log.info("%d email templates compiled", compiled)
     log.info("worker ready: %d process(es) on queues %s", processes, ", ".join(names))
     if processes == 1:
