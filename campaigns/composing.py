@@ -10,13 +10,18 @@ the header the configured relay reads.
 from __future__ import annotations
 
 import binascii
+import io
 import json
+import re
 from dataclasses import dataclass
+from email.generator import BytesGenerator
 from email.header import Header
+from email.message import Message as MimeMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from functools import lru_cache
 from typing import Any
 
 import css_inline
@@ -29,6 +34,10 @@ MAX_LINE_LENGTH = 998
 
 TRACKED_SCHEMES = ("http://", "https://")
 """Only web links are tracked; mailto:, tel: and anchors are left as they are."""
+
+BOUNDARY_ID_LENGTH = 24
+"""Characters of the message id in the MIME boundary: `=_` and 24 keep `Content-Type:
+multipart/alternative; boundary="…"` within 78 characters, one line, folded by nobody."""
 
 PROVIDER_HEADERS = ("sendgrid", "mailgun", "postmark", "ses", "none")
 """Relays whose header for our message id is known (NURTURE_MAIL_PROVIDER)."""
@@ -93,6 +102,56 @@ class OutgoingEmail(MIMEMultipart):
         self.envelope_from = envelope_from
         self.envelope_to = envelope_to
 
+    def smtp_bytes(self) -> bytes:
+        """The email as SMTP carries it (CRLF line ends): byte for byte what
+        `email.generator.BytesGenerator` writes for it under its policy (a property test
+        holds them equal), several times faster: the generator writes the parts'
+        quoted-printable bodies a line and a line end at a time, each encoded on its own.
+        The headers are folded by the policy as the generator folds them; what is ours is
+        only the framing of RFC 2046 around the parts, as the generator lays it out. An
+        email of any other shape (a preamble, nested parts, a non-ASCII body) goes through
+        the generator itself."""
+        parts = self.get_payload()
+        bodies = [part.get_payload() for part in parts]
+        boundary = self.get_boundary()
+        if (self.preamble is not None or self.epilogue is not None or not boundary
+                or not all(isinstance(body, str) and body.isascii() for body in bodies)):
+            return _generated(self)
+        policy = SMTP_FOLD
+        chunks = [_header_block(self, policy)]
+        for number, (part, body) in enumerate(zip(parts, bodies, strict=True)):
+            delimiter = f"--{boundary}\r\n" if number == 0 else f"\r\n--{boundary}\r\n"
+            chunks.append(delimiter.encode("ascii"))
+            chunks.append(_part_header_block(tuple(part.raw_items())))
+            if policy.mangle_from_ and "From " in body:
+                body = _FROM_LINE.sub(">From ", body)
+            # every line end made CRLF, as the generator's `\r\n|\r|\n` would
+            body = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+            chunks.append(body.encode("ascii"))
+        chunks.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+        return b"".join(chunks)
+
+
+_FROM_LINE = re.compile(r"^From ", re.MULTILINE)
+"""compat32 writes a body line starting `From ` as `>From ` (mbox), as the generator does."""
+
+def _header_block(message: MimeMessage, policy: Compat32) -> bytes:
+    """A message's or part's headers, folded for the wire, and the blank line after them."""
+    return b"".join(policy.fold_binary(name, value) for name, value in message.raw_items()
+                    ) + b"\r\n"
+
+
+@lru_cache(maxsize=64)
+def _part_header_block(items: tuple[tuple[str, str], ...]) -> bytes:
+    """A part's headers, the same few for every email (its type, charset and encoding)."""
+    return b"".join(SMTP_FOLD.fold_binary(name, value) for name, value in items) + b"\r\n"
+
+
+def _generated(message: MimeMessage) -> bytes:
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, policy=message.policy.clone(linesep="\r\n")).flatten(message)
+    return buffer.getvalue()
+
 
 def build_message(
     *,
@@ -108,11 +167,11 @@ def build_message(
 
     Built with the `email.mime` classes (the compat32 policy): the same MIME as
     `EmailMessage`, about three times faster to build and flatten, which sending feels.
-    The boundary is `=_` and the message id: both parts are quoted-printable, in which `=`
+    The boundary is `=_` and the start of the message id: both parts are quoted-printable, in which `=`
     only ever starts an escape or a soft line break, so it can never occur in them (and the
     generator need not search the parts for a boundary of its own)."""
     message = OutgoingEmail(envelope_from=sender.address, envelope_to=to_address,
-                            boundary=f"=_{message_id}")
+                            boundary=f"=_{message_id[:BOUNDARY_ID_LENGTH]}")
     message["From"] = formataddr((sender.name, sender.address))
     message["To"] = formataddr((to_name or "", to_address))
     message["Subject"] = _header(rendered.subject)
@@ -147,6 +206,7 @@ class QuickFold(Compat32):
 
 
 QUICK_FOLD = QuickFold()
+SMTP_FOLD = QUICK_FOLD.clone(linesep="\r\n")
 
 
 def _header(value: str) -> str | Header:

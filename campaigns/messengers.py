@@ -135,6 +135,9 @@ class SmtpMessenger:
 
 def _smtp_bytes(message: Message) -> bytes:
     """The message as SMTP carries it: CRLF line ends (smtplib adds the dot-stuffing)."""
+    quick = getattr(message, "smtp_bytes", None)  # an OutgoingEmail writes itself
+    if quick is not None:
+        return quick()  # type: ignore[no-any-return]
     buffer = io.BytesIO()
     BytesGenerator(buffer, policy=message.policy.clone(linesep="\r\n")).flatten(message)
     return buffer.getvalue()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from email import message_from_bytes, policy
+from email.generator import BytesGenerator
+from io import BytesIO
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -55,3 +57,34 @@ def test_the_email_reads_the_same_as_compat32_writes_it():
     assert [p.get_content() for p in ours.iter_parts()] == [
         p.get_content() for p in theirs.iter_parts()]
     assert max(map(len, message.as_bytes().splitlines())) <= 998
+
+
+def generated(message) -> bytes:
+    """What the standard library's generator writes for a message, CRLF line ends."""
+    buffer = BytesIO()
+    BytesGenerator(buffer, policy=message.policy.clone(linesep="\r\n")).flatten(message)
+    return buffer.getvalue()
+
+
+LINES = st.lists(st.sampled_from(["From here on", "from a friend", ".", "", " ", "\r", "=", "x" * 90,
+                                  "Zoë", "tab\there", "From "]), max_size=12)
+LINE_ENDS = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@given(st.text(max_size=200), st.text(max_size=60), LINES, LINES, LINE_ENDS,
+       st.sampled_from(["none", "sendgrid", "mailgun", "postmark", "ses"]))
+def test_the_email_writes_itself_for_smtp_as_the_generator_would(
+        subject, name, text_lines, html_lines, line_end, provider):
+    rendered = RenderedEmail(subject=subject, html=line_end.join(html_lines),
+                             text=line_end.join(text_lines))
+    sender = sender_from("Team <team@example.com>", company="Example", postal_address="1 Street",
+                         base_url="https://nurture.example", provider=provider)
+    message, _ = build(rendered=rendered, html=rendered.html, to_name=name or None, sender=sender)
+    assert message.smtp_bytes() == generated(message)
+
+
+def test_an_email_of_another_shape_is_written_by_the_generator():
+    message, _ = build()
+    message.preamble = "This is a multi-part message in MIME format."
+    assert message.smtp_bytes() == generated(message)
+    assert message.smtp_bytes().split(b"\r\n\r\n", 1)[1].startswith(b"This is a multi-part")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import Signer as ItsdangerousSigner
 
 SALTS = {"open": "nurture.open", "click": "nurture.click", "unsubscribe": "nurture.unsubscribe"}
 """One salt per purpose: a token made for one purpose is refused for every other."""
@@ -22,6 +23,8 @@ class Signer:
     secret_key: str
     _serializers: dict[str, URLSafeSerializer] = field(
         init=False, repr=False, compare=False, default_factory=dict)
+    _signers: dict[str, ItsdangerousSigner] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         """One per purpose, made once: sending signs several tokens for every email."""
@@ -31,14 +34,22 @@ class Signer:
                 self.secret_key, salt=SALTS[purpose])
         return serializer
 
+    def _dumps(self, purpose: str, value: object) -> str:
+        """`URLSafeSerializer.dumps`, with its signer made once rather than for each token."""
+        serializer = self._serializer(purpose)
+        signer = self._signers.get(purpose)
+        if signer is None:
+            signer = self._signers[purpose] = serializer.make_signer(serializer.salt)
+        return signer.sign(serializer.dump_payload(value)).decode("utf-8")
+
     def open_token(self, message_id: int) -> str:
-        return self._serializer("open").dumps(message_id)
+        return self._dumps("open", message_id)
 
     def click_token(self, message_id: int, link: int) -> str:
-        return self._serializer("click").dumps([message_id, link])
+        return self._dumps("click", [message_id, link])
 
     def unsubscribe_token(self, message_id: int) -> str:
-        return self._serializer("unsubscribe").dumps(message_id)
+        return self._dumps("unsubscribe", message_id)
 
     def read_open(self, token: str) -> int | None:
         value = self._load("open", token)
