@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.intake import reject_lead
+from campaigns.messengers import SmtpMessenger
 from nurture import rollups
 from nurture.accounts.services import Actor, create_user
 from nurture.engagement.handling import handle_events
@@ -78,17 +79,33 @@ def outcome(db, lead_id, kind, *, at, amount=None):
         rollups.outcome(session, lead_id, kind.value, amount=amount, at=at)
 
 
+def deliver_rep_email(db, handoff_id, smtp_url, *, at):
+    from nurture.handoffs.delivery import Channels, deliver
+    from nurture.models import HandoffNotification, NotificationChannel
+
+    channels = Channels(crm_url=None, crm_secret=None,
+                        messenger=lambda: SmtpMessenger(smtp_url, timeout=5),
+                        mail_from="n@example.com", base_url="http://127.0.0.1:8000")
+    with db.session_scope() as session:
+        notification_id = session.execute(select(HandoffNotification.id).where(
+            HandoffNotification.handoff_id == handoff_id,
+            HandoffNotification.channel == NotificationChannel.REP_EMAIL)).scalar_one()
+    assert deliver(db, notification_id, channels, clock=lambda: at) == "delivered"
+
+
 @pytest.fixture()
-def history(db, clock, sending):  # noqa: F811
+def history(db, clock, sending, smtp_server):  # noqa: F811
     """Three leads from two reps of two teams, as in the module's docstring of figures:
 
     A (webinar, rita/east, bad_timing) at T0: emailed at +1m, clicks the guide at +2m,
-      recycled at +1h, accepted at +1h03m (SLA met), opportunity at +1d, won 12,000 at +5d.
+      recycled at +1h (its rep's email delivered 30 s later), accepted at +1h03m (SLA met),
+      opportunity at +1d, won 12,000 at +5d.
     C (webinar, rita/east, no_budget) at T0: no sequence takes it.
     B (ads, sam/west, bad_timing) at +1m: emailed at +1m, a machine open at +2m, a page view
       at +4m, recycled at +2h, escalated at +3h30m, rejected again (no_need) at +4h.
     """
     _, make = sending
+    _, smtp_url = smtp_server
     make_rep(db, "rita@example.com", "east")
     make_rep(db, "sam@example.com", "west")
     setup_sequence(db, clock)
@@ -118,6 +135,7 @@ def history(db, clock, sending):  # noqa: F811
                                             EngagementEvent.is_machine)).tuples().all())
         assert flags == {"a-click": False, "b-open": True, "b-view": False}
     a_handoff = recycle(db, a, now=T0 + timedelta(hours=1))
+    deliver_rep_email(db, a_handoff, smtp_url, at=T0 + timedelta(hours=1, seconds=30))
     with db.session_scope() as session:
         handoffs.accept(session, a_handoff, actor=Actor("rita@example.com", Role.REP),
                         now=T0 + timedelta(hours=1, minutes=3))
@@ -223,7 +241,9 @@ def test_touches_time_revenue_speed_and_sla(history, reader):
     assert speed["qualified_to_stored"] | {} == {
         "leg": "qualified_to_stored", "count": 2, "median_ms": 250, "p90_ms": 250,
         "within_5_minutes": 1.0}
-    assert speed["stored_to_notified"]["count"] == 0  # no rep email delivered in this history
+    assert speed["stored_to_notified"] == {  # only A's rep email was delivered
+        "leg": "stored_to_notified", "count": 1, "median_ms": 30_000, "p90_ms": 30_000,
+        "within_5_minutes": 1.0}
     assert speed["stored_to_first_action"] == {
         "leg": "stored_to_first_action", "count": 2, "median_ms": 180_000,
         "p90_ms": 7_200_000, "within_5_minutes": 0.5}

@@ -11,28 +11,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
-from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import String, func, select, text
+from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from nurture.errors import NotFound
 from nurture.models import (
     Collateral,
-    Handoff,
-    HandoffNotification,
-    NotificationChannel,
     ReportCount,
     ReportJourney,
     Sequence,
-    User,
 )
-from nurture.reports.params import ReportQuery, percentile, ratio
-
-FIVE_MINUTES_MS = 5 * 60 * 1000
+from nurture.reports.params import ReportQuery, ratio
+from nurture.reports.percentiles import SPEED_LEGS, funnel_stats, qualifying_stats, speed_stats
 
 
 @dataclass(frozen=True)
@@ -59,13 +52,6 @@ _COUNT_GROUP = {"reason": ReportCount.reason, "sequence": ReportCount.sequence_i
 STAGES = ("entered", "nurtured", "engaged", "recycled", "accepted", "opportunity", "won")
 """The funnel, in order: rejected or not ready → … → won."""
 
-_STAGE_AT = {"entered": "entered_at", "nurtured": "nurtured_at", "engaged": "engaged_at",
-             "recycled": "recycled_at", "accepted": "accepted_at",
-             "opportunity": "opportunity_at", "won": "won_at"}
-
-
-def _seconds(later: datetime, earlier: datetime) -> int:
-    return int((later - earlier).total_seconds())
 
 
 def _group_columns(query: ReportQuery) -> list[str]:
@@ -75,8 +61,7 @@ def _group_columns(query: ReportQuery) -> list[str]:
 def funnel(session: Session, query: ReportQuery) -> Report:
     """By cohort (the month a lead entered nurture): how many reached each stage, the share
     of the stage before that did, and the median and p90 time spent in the stage before."""
-    stats = (_funnel_postgresql if session.get_bind().dialect.name == "postgresql"
-             else _funnel_python)(session, query)
+    stats = funnel_stats(session, query)
     out = []
     for bucket_key in sorted(stats, key=lambda k: tuple(str(x) for x in k)):
         previous_count = None
@@ -94,62 +79,8 @@ def funnel(session: Session, query: ReportQuery) -> Report:
                              "median_seconds", "p90_seconds"], out)
 
 
-Stats = dict[tuple[Any, ...], list[tuple[int, int | None, int | None]]]
-"""(cohort[, group]) → per stage: (leads that reached it, median and p90 seconds from the
-stage before)."""
-
-
 def _iso_day(value: Any) -> str:
     return value if isinstance(value, str) else value.isoformat()
-
-
-def _funnel_python(session: Session, query: ReportQuery) -> Stats:
-    group = _JOURNEY_GROUP.get(query.group_by or "")
-    columns = [getattr(ReportJourney, at) for at in _STAGE_AT.values()]
-    selected = [ReportJourney.cohort, *columns] + ([group] if group is not None else [])
-    rows = session.execute(
-        select(*selected).where(ReportJourney.cohort >= query.period.first_cohort,
-                                ReportJourney.cohort <= query.period.end)
-    ).all()
-    buckets: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
-    for row in rows:
-        buckets[(row[0], *(row[len(STAGES) + 1:]))].append(row[1:len(STAGES) + 1])
-    stats: Stats = {}
-    for bucket_key, journeys in buckets.items():
-        stats[bucket_key] = []
-        for index in range(len(STAGES)):
-            reached = [j for j in journeys if j[index] is not None]
-            times = ([] if index == 0 else
-                     [_seconds(j[index], j[index - 1]) for j in reached if j[index - 1] is not None])
-            stats[bucket_key].append((len(reached), percentile(times, 0.5),
-                                      percentile(times, 0.9)))
-    return stats
-
-
-def _funnel_postgresql(session: Session, query: ReportQuery) -> Stats:
-    """The same figures computed in PostgreSQL: counts, and percentile_disc (nearest rank,
-    as `percentile`) over the seconds between two stages, truncated like Python's int()."""
-    group = {"reason": "reason", "sequence": "sequence_id", "rep": "rep_email",
-             "team": "team", "source": "source"}.get(query.group_by or "")
-    ats = list(_STAGE_AT.values())
-    parts = [f"COUNT({at})" for at in ats]
-    for earlier, later in pairwise(ats):
-        seconds = f"trunc(extract(epoch FROM {later} - {earlier}))::bigint"
-        parts.append(f"percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {seconds})")
-    keys = "cohort" + (f", {group}" if group else "")
-    rows = session.execute(text(
-        f"SELECT {keys}, {', '.join(parts)} FROM report_journeys "
-        f"WHERE cohort >= :first AND cohort <= :last GROUP BY {keys}"
-    ), {"first": query.period.first_cohort, "last": query.period.end}).all()
-    width = 2 if group else 1
-    stats: Stats = {}
-    for row in rows:
-        counts = row[width:width + len(STAGES)]
-        spans = [None, *row[width + len(STAGES):]]
-        stats[tuple(row[:width])] = [
-            (int(count), span[0] if span else None, span[1] if span else None)
-            for count, span in zip(counts, spans, strict=True)]
-    return stats
 
 
 def _counts(session: Session, query: ReportQuery, metrics: tuple[str, ...],
@@ -216,30 +147,18 @@ def rerejection_reasons(session: Session, query: ReportQuery) -> Report:
 def qualifying(session: Session, query: ReportQuery) -> Report:
     """Leads that qualified (were recycled) in the period: touches before qualifying (emails
     delivered, human engagements) and time in nurture before qualifying."""
-    group = _JOURNEY_GROUP.get(query.group_by or "")
-    rows = session.execute(
-        select(ReportJourney.delivered, ReportJourney.engagements, ReportJourney.entered_at,
-               ReportJourney.qualified_at, *([group] if group is not None else []))
-        .where(ReportJourney.recycled_at >= query.period.since,
-               ReportJourney.recycled_at < query.period.until)
-    ).all()
-    buckets: dict[Any, list[Any]] = defaultdict(list)
-    for row in rows:
-        buckets[row[4] if group is not None else None].append(row)
+    stats = qualifying_stats(session, query)
     out = []
-    for group_key in sorted(buckets, key=str):
-        items = buckets[group_key]
-        delivered = [r[0] for r in items]
-        engaged = [r[1] for r in items]
-        times = [_seconds(r[3], r[2]) for r in items if r[3] is not None]
+    for group_key in sorted(stats, key=str):
+        item = stats[group_key]
         out.append({**({query.group_by: group_key} if query.group_by else {}),
-                    "qualified": len(items),
-                    "emails_delivered": sum(delivered),
-                    "emails_delivered_median": percentile(delivered, 0.5),
-                    "human_engagements": sum(engaged),
-                    "human_engagements_median": percentile(engaged, 0.5),
-                    "nurture_median_seconds": percentile(times, 0.5),
-                    "nurture_p90_seconds": percentile(times, 0.9)})
+                    "qualified": item["qualified"],
+                    "emails_delivered": item["delivered"],
+                    "emails_delivered_median": item["delivered_median"],
+                    "human_engagements": item["engagements"],
+                    "human_engagements_median": item["engagements_median"],
+                    "nurture_median_seconds": item["nurture"][0],
+                    "nurture_p90_seconds": item["nurture"][1]})
     return Report("qualifying", [*_group_columns(query), "qualified", "emails_delivered",
                                  "emails_delivered_median", "human_engagements",
                                  "human_engagements_median", "nurture_median_seconds",
@@ -277,47 +196,17 @@ def revenue(session: Session, query: ReportQuery) -> Report:
                               "won_from_recycled", "revenue_from_recycled"], out)
 
 
-SPEED_LEGS = ("qualified_to_stored", "stored_to_notified", "stored_to_first_action",
-              "qualified_to_first_action")
-
-
 def speed_to_lead(session: Session, query: ReportQuery) -> Report:
     """Handoffs made in the period: qualifying event → handoff stored → rep notified → rep's
     first action, each leg's median and p90 in milliseconds and the share within 5 minutes."""
-    notified = (
-        select(HandoffNotification.handoff_id,
-               func.min(HandoffNotification.delivered_at).label("at"))
-        .where(HandoffNotification.channel == NotificationChannel.REP_EMAIL,
-               HandoffNotification.purpose == "handoff",
-               HandoffNotification.delivered_at.is_not(None))
-        .group_by(HandoffNotification.handoff_id).subquery()
-    )
-    group = {"rep": Handoff.rep_email, "team": User.team}.get(query.group_by or "")
-    statement = (
-        select(Handoff.handoff_ms, Handoff.response_ms, Handoff.created_at, notified.c.at,
-               *([group] if group is not None else []))
-        .outerjoin(notified, notified.c.handoff_id == Handoff.id)
-        .where(Handoff.created_at >= query.period.since, Handoff.created_at < query.period.until)
-    )
-    if query.group_by == "team":
-        statement = statement.outerjoin(User, User.email == Handoff.rep_email)
-    buckets: dict[Any, dict[str, list[int]]] = defaultdict(lambda: {leg: [] for leg in SPEED_LEGS})
-    for row in session.execute(statement).all():
-        legs = buckets[(row[4] or "") if group is not None else None]
-        legs["qualified_to_stored"].append(row[0])
-        if row[3] is not None:
-            legs["stored_to_notified"].append(max(0, int((row[3] - row[2]).total_seconds() * 1000)))
-        if row[1] is not None:
-            legs["stored_to_first_action"].append(row[1])
-            legs["qualified_to_first_action"].append(row[0] + row[1])
+    stats = speed_stats(session, query)
     out = []
-    for group_key in sorted(buckets, key=str):
-        for leg, values in buckets[group_key].items():
+    for group_key in sorted(stats, key=str):
+        for leg in SPEED_LEGS:
+            count, median, p90, quick = stats[group_key][leg]
             out.append({**({query.group_by: group_key} if query.group_by else {}),
-                        "leg": leg, "count": len(values),
-                        "median_ms": percentile(values, 0.5), "p90_ms": percentile(values, 0.9),
-                        "within_5_minutes": ratio(sum(1 for v in values if v <= FIVE_MINUTES_MS),
-                                                  len(values))})
+                        "leg": leg, "count": count, "median_ms": median, "p90_ms": p90,
+                        "within_5_minutes": ratio(quick, count)})
     return Report("speed_to_lead", [*_group_columns(query), "leg", "count", "median_ms",
                                     "p90_ms", "within_5_minutes"], out)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -94,15 +93,6 @@ def _date(args: Mapping[str, str], name: str, errors: dict[str, list[str]]) -> d
     except ValueError:
         errors[name] = ["a date, YYYY-MM-DD"]
         return None
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest rank: the smallest value that at least p of the values do not exceed
-    (PostgreSQL's percentile_disc); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
 
 
 def ratio(part: float, whole: float) -> float | None:
