@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from nurture.handoffs import services, timers
+from nurture.handoffs.delivery import deliver
 from nurture.handoffs.policy import BusinessCalendar, RecyclePolicy, add_business_time
 from nurture.handoffs.sla import install_sla, terms_in_force
 from nurture.handoffs.sla_document import default_document
@@ -30,6 +31,7 @@ from nurture.models import (
     Sla,
 )
 from tests.conftest import Api
+from tests.test_handoff_delivery import channels
 from tests.test_handoffs import SCORE, T0, make_rep, recycle, rejected_lead
 
 DOCUMENT = {
@@ -324,3 +326,20 @@ def test_two_dispatchers_at_once_fire_each_timer_once(db):
             select(HandoffEvent.handoff_id, func.count()).where(HandoffEvent.kind == "sla_missed")
             .group_by(HandoffEvent.handoff_id)).all())
     assert per_handoff == dict.fromkeys(ids, 1)
+
+
+def test_a_manager_the_escalation_names_gets_the_reminder_email(db, smtp_server):
+    sink, url = smtp_server
+    activate(db)
+    make_rep(db, "rita@example.com", timezone="Europe/Berlin")
+    recycle(db, rejected_lead(db))
+    fire(db, T0 + timedelta(hours=2))
+    fire(db, T0 + timedelta(hours=3))
+    with db.session_scope() as session:
+        manager = session.execute(select(HandoffNotification.id).where(
+            HandoffNotification.recipient == "manager@example.com")).scalar_one()
+    at = T0 + timedelta(hours=3)
+    assert deliver(db, manager, channels(None, smtp_url=url), clock=lambda: at) == "delivered"
+    [message] = sink.messages
+    assert message["To"] == "manager@example.com"
+    assert "Lena" in message["Subject"]
