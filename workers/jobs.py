@@ -61,8 +61,8 @@ def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
     with database.session_scope() as session:
         now = utcnow()
         use_policy(session, RecyclePolicy(sla=settings.sla))
-        handled = handle_waiting(session, now=now)
-        live.score_claimed(session, handled.event_ids, now=now)  # the scoring hook
+        handled = handle_waiting(session, now=now, score=lambda ids: live.score_claimed(
+            session, ids, now=now, mark=False))  # the scoring hook
         made = new_notifications(session)
     notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
     if handled.events >= WAITING_LIMIT and connection is not None:

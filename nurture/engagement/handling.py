@@ -9,6 +9,7 @@ job, `unhandled_ranges()` finds the events again from the database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,11 +61,18 @@ def handle_events(session: Session, first_id: int, last_id: int, *, now: datetim
     return _hand_on(session, rows, now=now)
 
 
-def handle_waiting(session: Session, *, now: datetime, limit: int = WAITING_LIMIT) -> Handled:
+Scorer = Callable[[tuple[int, ...]], object]
+"""Scores the events of these ids in the caller's transaction, without marking them scored."""
+
+
+def handle_waiting(session: Session, *, now: datetime, limit: int = WAITING_LIMIT,
+                   score: Scorer | None = None) -> Handled:
     """Hand on the oldest unhandled events, up to `limit`, whichever request stored them: a
     job takes everything that waits, so under load the batches grow and what each event costs
     (statements, round trips, a job) is shared by more events. Rows another transaction
-    holds are skipped, as in `handle_events`."""
+    holds are skipped, as in `handle_events`. With `score` (live scoring, given by the job),
+    the events are scored in the same transaction and marked handled and scored by one
+    statement (each UPDATE writes a new version of every row and of its index entries)."""
     rows = session.execute(
         select(*_CLAIMED)
         .where(EngagementEvent.handled_at.is_(None))
@@ -72,24 +80,29 @@ def handle_waiting(session: Session, *, now: datetime, limit: int = WAITING_LIMI
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    return _hand_on(session, rows, now=now)
+    return _hand_on(session, rows, now=now, score=score)
 
 
-def _hand_on(session: Session, rows: list[Any], *, now: datetime) -> Handled:
+def _hand_on(session: Session, rows: list[Any], *, now: datetime,
+             score: Scorer | None = None) -> Handled:
     if not rows:
         return Handled(0, 0, 0)
     # scoring (issue #5) takes the same rows here: human engagement only, by lead
     waking = sorted({r.lead_id for r in rows
                      if r.lead_id is not None and r.type in WAKING_TYPES and not r.is_machine})
     woken = sum(wake_for_lead(session, lead_id, now=now) for lead_id in waking)
+    rollups.engaged(session, rows)
     ids = tuple(r.id for r in rows)
+    marks: dict[str, Any] = {"handled_at": now}
+    if score is not None:
+        score(ids)
+        marks["scored_at"] = func.coalesce(EngagementEvent.scored_at, now)
     session.execute(
         update(EngagementEvent)
         .where(one_of(session, EngagementEvent.id, ids))
-        .values(handled_at=now)
+        .values(marks)
         .execution_options(synchronize_session=False)
     )
-    rollups.engaged(session, rows)
     return Handled(len(rows), len({r.lead_id for r in rows if r.lead_id is not None}), woken,
                    event_ids=ids)
 

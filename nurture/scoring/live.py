@@ -113,11 +113,18 @@ SCORE_COLUMNS = (
     LeadScore.decayed_at, LeadScore.steady, LeadScore.fit_checked_at, LeadScore.qualified_at,
 )
 
+EVENTS: Table = EngagementEvent.__table__  # type: ignore[assignment]
+LEADS: Table = Lead.__table__  # type: ignore[assignment]
 SCORES: Table = LeadScore.__table__  # type: ignore[assignment]
 RULES: Table = LeadScoreRule.__table__  # type: ignore[assignment]
 LEDGER: Table = ScoreLedgerEntry.__table__  # type: ignore[assignment]
-"""The tables themselves, not the ORM entities: a batch's rows are written as plain values
-(the ORM's bulk paths cost several times as much per row)."""
+"""The tables themselves, not the ORM entities: a batch's rows are read and written as plain
+values (the ORM's loading and bulk paths cost several times as much per row)."""
+
+
+def _core(columns: Iterable[Any]) -> list[Any]:
+    """The tables' columns for these ORM attributes (a Core SELECT: rows without the ORM)."""
+    return [attribute.class_.__table__.c[attribute.key] for attribute in columns]
 
 RULE_COLUMNS = (
     LeadScoreRule.lead_id, LeadScoreRule.rule, LeadScoreRule.kind, LeadScoreRule.decays,
@@ -159,8 +166,8 @@ def _lock_many(session: Session, lead_ids: Iterable[int], model: ScoringModel,
     exists is left out."""
     ids = sorted(set(lead_ids))
     leads = {row.id: row for row in session.execute(
-        select(*LEAD_COLUMNS).where(one_of(session, Lead.id, ids)).order_by(Lead.id)
-        .with_for_update(of=Lead)
+        select(*_core(LEAD_COLUMNS)).where(one_of(session, LEADS.c.id, ids))
+        .order_by(LEADS.c.id).with_for_update()
     )}
     ids = [lead_id for lead_id in ids if lead_id in leads]
     if not ids:
@@ -169,15 +176,15 @@ def _lock_many(session: Session, lead_ids: Iterable[int], model: ScoringModel,
         {"lead_id": lead_id, "model_id": None, "fit": 0.0, "decayed": 0.0, "steady": 0.0,
          "updated_at": now} for lead_id in ids], conflict=["lead_id"])
     scores = {row.lead_id: row for row in session.execute(
-        select(*SCORE_COLUMNS).where(one_of(session, LeadScore.lead_id, ids))
-        .order_by(LeadScore.lead_id).with_for_update(of=LeadScore)
+        select(*_core(SCORE_COLUMNS)).where(one_of(session, SCORES.c.lead_id, ids))
+        .order_by(SCORES.c.lead_id).with_for_update()
     )}
     h = half_life_s(document)
     current = [lead_id for lead_id in ids if scores[lead_id].model_id == model.id]
     parts: dict[int, dict[str, Part]] = defaultdict(dict)
     if current:
         for r in session.execute(
-            select(*RULE_COLUMNS).where(one_of(session, LeadScoreRule.lead_id, current))
+            select(*_core(RULE_COLUMNS)).where(one_of(session, RULES.c.lead_id, current))
         ):
             parts[r.lead_id][r.rule] = Part(kind=r.kind, decays=r.decays, value=r.value,
                                             ref_at=r.ref_at, last_at=r.last_at)
@@ -217,13 +224,12 @@ def _rebuild_many(session: Session, leads: list[Any], model: ScoringModel,
     (events not scored yet are left to the job that will score them). Their rule rows are
     deleted and their histories read with one statement each, whatever the number of leads."""
     ids = [lead.id for lead in leads]
-    session.execute(delete(LeadScoreRule).where(one_of(session, LeadScoreRule.lead_id, ids)))
+    session.execute(delete(RULES).where(one_of(session, RULES.c.lead_id, ids)))
     history: dict[int, list[EventFacts]] = defaultdict(list)
     for event in event_facts(session, session.execute(
-        select(*EVENT_COLUMNS)
-        .where(one_of(session, EngagementEvent.lead_id, ids),
-               EngagementEvent.scored_at.is_not(None))
-        .order_by(EngagementEvent.occurred_at, EngagementEvent.id)
+        select(*_core(EVENT_COLUMNS))
+        .where(one_of(session, EVENTS.c.lead_id, ids), EVENTS.c.scored_at.is_not(None))
+        .order_by(EVENTS.c.occurred_at, EVENTS.c.id)
     )):
         history[event.lead_id].append(event)
     states: dict[int, _Lead] = {}
@@ -422,31 +428,33 @@ def score_events(session: Session, first_id: int, last_id: int, *, now: datetime
     """Score the stored, not yet scored events with ids in [first_id, last_id]; a lead that
     crosses the thresholds is handed to `nurture.handoffs`."""
     rows = session.execute(
-        select(*EVENT_COLUMNS)
-        .where(EngagementEvent.id.between(first_id, last_id),
-               EngagementEvent.scored_at.is_(None))
-        .order_by(EngagementEvent.id)
+        select(*_core(EVENT_COLUMNS))
+        .where(EVENTS.c.id.between(first_id, last_id), EVENTS.c.scored_at.is_(None))
+        .order_by(EVENTS.c.id)
         .with_for_update(skip_locked=True)
     ).all()
     return score_rows(session, rows, now=now)
 
 
-def score_claimed(session: Session, event_ids: Iterable[int], *, now: datetime) -> Scored:
+def score_claimed(session: Session, event_ids: Iterable[int], *, now: datetime,
+                  mark: bool = True) -> Scored:
     """Score the events of `event_ids` not scored yet, which this transaction has locked
-    (`nurture.engagement.handling` claimed them): one batch, however many."""
+    (`nurture.engagement.handling` claimed them): one batch, however many. `mark=False`
+    leaves setting their `scored_at` to the caller (handling marks them handled and scored
+    with one statement)."""
     ids = sorted(event_ids)
     if not ids:
         return Scored(0, 0, 0, 0)
     rows = session.execute(
-        select(*EVENT_COLUMNS)
-        .where(one_of(session, EngagementEvent.id, ids), EngagementEvent.scored_at.is_(None))
-        .order_by(EngagementEvent.id)
+        select(*_core(EVENT_COLUMNS))
+        .where(one_of(session, EVENTS.c.id, ids), EVENTS.c.scored_at.is_(None))
+        .order_by(EVENTS.c.id)
         .with_for_update()
     ).all()
-    return score_rows(session, rows, now=now)
+    return score_rows(session, rows, now=now, mark=mark)
 
 
-def score_rows(session: Session, rows: list[Any], *, now: datetime) -> Scored:
+def score_rows(session: Session, rows: list[Any], *, now: datetime, mark: bool = True) -> Scored:
     """Score these locked, unscored events (`EVENT_COLUMNS` rows) as one batch: the leads'
     scores are locked, read, updated and written back with a handful of statements whatever
     the number of events; each lead that crosses the thresholds is handed on."""
@@ -475,12 +483,13 @@ def score_rows(session: Session, rows: list[Any], *, now: datetime) -> Scored:
         for lead_id, event in raised.items():
             qualified += 1
             recycled += _recycle(session, states[lead_id], model, event=event, now=now)
-    session.execute(
-        update(EngagementEvent)
-        .where(one_of(session, EngagementEvent.id, [r.id for r in rows]))
-        .values(scored_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    if mark:
+        session.execute(
+            update(EngagementEvent)
+            .where(one_of(session, EngagementEvent.id, [r.id for r in rows]))
+            .values(scored_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return Scored(len(rows), len(lead_ids), qualified, recycled)
 
 
