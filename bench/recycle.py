@@ -176,6 +176,60 @@ def client(index: int, port: int, token: str, seconds: float, targets: list[int]
 # --- the processes ----------------------------------------------------------------------------
 
 
+class CpuMeter:
+    """CPU seconds (user + system) each part of the system spent, sampled from /proc by psutil:
+    a process tree per part, and PostgreSQL's backends serving the bench database. The figure
+    per event is less affected by the rest of the machine's load than wall time."""
+
+    def __init__(self, parts: dict[str, subprocess.Popen[bytes]], database: str) -> None:
+        self.parts = parts
+        self.database = database
+        self.seen: dict[str, dict[int, float]] = {name: {} for name in (*parts, "postgres")}
+        self.base: dict[str, dict[int, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for name, process in self.parts.items():
+            try:
+                root = psutil.Process(process.pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for proc in tree:
+                try:
+                    times = proc.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                self.seen[name][proc.pid] = times.user + times.system
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            cmdline = " ".join(proc.info["cmdline"] or ())
+            if not cmdline.startswith("postgres:") or f" {self.database} " not in cmdline:
+                continue
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            self.seen["postgres"][proc.pid] = times.user + times.system
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def start(self) -> None:
+        self._sample()
+        self.base = {name: dict(pids) for name, pids in self.seen.items()}
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return {name: sum(cpu - self.base[name].get(pid, 0.0) for pid, cpu in pids.items())
+                for name, pids in self.seen.items()}
+
+
+
 def machine() -> str:
     memory = psutil.virtual_memory().total / 2**30
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -256,13 +310,17 @@ def main() -> None:
         web = start_server(env, port, log)
         others = [start(env, log, "worker", "--processes", str(options.workers)),
                   start(env, log, "dispatcher")]
+        meter = CpuMeter({"web": web, "worker": others[0], "dispatcher": others[1]},
+                         make_url(url).database or "")
         try:
             time.sleep(3)  # workers and dispatcher up (setup, not measured)
+            meter.start()
             figures = drive(port, token, seconds, targets, noise, options.rate)
             expected = set(figures["acks"])
             deadline = time.monotonic() + SETTLE_S
             while time.monotonic() < deadline and not expected <= set(crm.received):
                 time.sleep(0.5)  # waiting for the last webhooks, with a deadline
+            figures["cpu"] = meter.stop()
             with psycopg.connect(dsn) as conn:
                 stored = {lead: at.timestamp() for lead, at in conn.execute(
                     "SELECT lead_id, created_at FROM handoffs")}
@@ -330,6 +388,11 @@ def report(figures: dict[str, Any], stored: dict[int, float], crm: Crm, per_lead
     if to_crm:
         met = percentile(to_crm, 0.99) < 1.0 and len(to_crm) == len(acks)
         print(f"   target p99 < 1 s to the CRM: {'met' if met else 'MISSED'}")
+    cpu = figures["cpu"]
+    per_event = ", ".join(f"{name} {seconds * 1e6 / figures['sent']:.0f} µs"
+                          for name, seconds in cpu.items())
+    print(f"   CPU per event sent (user + system, load and backlog included): {per_event}; "
+          f"total {sum(cpu.values()) * 1e6 / figures['sent']:.0f} µs")
     print(f"   load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
