@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -169,14 +169,15 @@ def engaged(session: Session, events: Iterable[Any]) -> None:
         if human:
             touches.append((event.lead_id, event.occurred_at))
     add_counts(session, rows)
-    _touch(session, "engagements", touches)
     if touches:
-        first = bindparam("at_")
+        at = bindparam("at_")
+        before_qualifying = (_J.qualified_at.is_(None)) | (_J.qualified_at >= at)
+        first = (_J.engaged_at.is_(None)) | (_J.engaged_at > at)
         session.execute(
             update(ReportJourney.__table__)
-            .where(_J.id == current_journey(bindparam("lead"), first),
-                   (_J.engaged_at.is_(None)) | (_J.engaged_at > first))
-            .values(engaged_at=first)
+            .where(_J.id == current_journey(bindparam("lead"), at))
+            .values(engagements=_J.engagements + case((before_qualifying, 1), else_=0),
+                    engaged_at=case((first, at), else_=_J.engaged_at))
             .execution_options(synchronize_session=False),
             [{"lead": lead_id, "at_": at} for lead_id, at in sorted(touches)],
         )
