@@ -26,8 +26,11 @@ import psutil
 import pytest
 from rq.job import JobStatus
 
+from sqlalchemy import func, select
+
+from nurture.accounts.services import check_password
 from nurture.config import ENV_NAMES
-from nurture.models import Lead
+from nurture.models import Lead, Sequence
 from workers.connection import redis_connection
 from workers.dispatcher import HEARTBEAT_KEY, LEASE_KEY
 from workers.queues import QueueName, enqueue, job_id, queue
@@ -202,7 +205,8 @@ def replay_printed_curl(stdout: list[str]) -> tuple[int, Any]:
 def test_up_runs_everything_on_sqlite_and_embedded_redis_and_stops_on_sigterm(nurture, tmp_path):
     port = free_port()
     instance = tmp_path / "instance"
-    up = nurture("up", env=clean_env(PORT=str(port), NURTURE_INSTANCE_PATH=str(instance)))
+    up = nurture("up", "--no-demo",
+                 env=clean_env(PORT=str(port), NURTURE_INSTANCE_PATH=str(instance)))
     url = up.wait_for(r"Nurture is up at (http://127\.0\.0\.1:\d+)")[1]
 
     assert url == f"http://127.0.0.1:{port}"  # PORT is the default port
@@ -225,7 +229,7 @@ def test_up_runs_everything_on_sqlite_and_embedded_redis_and_stops_on_sigterm(nu
 
 def test_up_with_configured_services_stops_on_sigint(nurture, service_env, app, count):
     port = free_port()
-    up = nurture("up", "--port", str(port), env=clean_env(**service_env))
+    up = nurture("up", "--port", str(port), "--no-demo", env=clean_env(**service_env))
     url = up.wait_for(r"Nurture is up at (\S+)")[1]
     token = up.wait_for(r"Bearer (nrt_[\w-]+)")[1]
 
@@ -245,7 +249,7 @@ def test_up_with_configured_services_stops_on_sigint(nurture, service_env, app, 
 
 
 def test_up_stops_the_rest_and_fails_when_a_child_dies(nurture, service_env, app):
-    up = nurture("up", "--port", str(free_port()), env=clean_env(**service_env))
+    up = nurture("up", "--port", str(free_port()), "--no-demo", env=clean_env(**service_env))
     up.wait_for(r"Nurture is up at")
     children = up.descendants()
 
@@ -254,6 +258,26 @@ def test_up_stops_the_rest_and_fails_when_a_child_dies(nurture, service_env, app
     up.wait_for(r"the dispatcher exited unexpectedly", timeout=STOP_TIMEOUT_S)
     assert up.popen.wait(STOP_TIMEOUT_S) == 1
     assert_all_gone(children)
+
+
+def test_up_builds_the_demo_on_an_empty_database_and_prints_its_sign_in(nurture, service_env,
+                                                                       db, count):
+    up = nurture("up", "--port", str(free_port()), "--demo-leads", "25",
+                 env=clean_env(**service_env))
+    up.wait_for(r"Nurture is up at", timeout=START_TIMEOUT_S * 3)
+    up.wait_for(r"Bearer (nrt_[\w-]+)")  # the first API token as before
+    up.wait_for(r"demo sign-in")
+    marketer = up.wait_for(r"marketer\s+(\S+@demo\.example\.com)\s+(\S+)")
+    reps = [line for line in up.stdout if re.match(r"\s+rep\s+\S+@demo", line)]
+
+    assert count(Lead) == 25
+    with db.session_scope() as session:
+        assert check_password(session, marketer[1], marketer[2]) is not None
+        assert session.execute(select(func.count()).select_from(Sequence)
+                               .where(Sequence.status == "active")).scalar_one() >= 4
+    assert len(reps) == 6
+    assert up.stop(signal.SIGTERM) < STOP_TIMEOUT_S
+    assert up.popen.returncode == 0, up.output
 
 
 def test_up_refuses_a_port_in_use(nurture, service_env):

@@ -286,8 +286,13 @@ class Supervisor:
 @click.command()
 @click.option("--port", type=PORT,
               help=f"Port of the web server. Default: $PORT, else {DEFAULT_PORT}.")
-def up(port: int | None) -> NoReturn:
-    """The whole system on one machine: web server, RQ worker and dispatcher."""
+@click.option("--no-demo", is_flag=True,
+              help="On an empty database, do not build the demo data (nurture seed-demo).")
+@click.option("--demo-leads", type=click.IntRange(1, 100_000), default=None,
+              help="Leads in the demo data built on an empty database. Default: 2,500.")
+def up(port: int | None, no_demo: bool, demo_leads: int | None) -> NoReturn:
+    """The whole system on one machine: web server, RQ worker and dispatcher. On an empty
+    database, first builds six months of demo data and prints the demo sign-in."""
     settings = _settings()
     port = _port(port)
     if not _port_is_free(DEFAULT_HOST, port):
@@ -304,6 +309,10 @@ def up(port: int | None) -> NoReturn:
         else:
             _redis(settings, "up").close()
         _migrate(settings)
+        fresh = _is_fresh(settings.database_url)
+        # before the worker and dispatcher start: the demo drives the engine with its own clock
+        seeded = (_demo(settings, demo_leads) if fresh and not no_demo
+                  and not supervisor.stop_requested else None)
         env = {
             **os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": redis_url,
             "SECRET_KEY": settings.secret_key,
@@ -317,7 +326,9 @@ def up(port: int | None) -> NoReturn:
             supervisor.start("dispatcher", env, "dispatcher")
         if supervisor.wait_until(lambda: _answers(f"{url}/healthz"), READY_TIMEOUT_S):
             # only now: a token is shown once, so never before the server that accepts it
-            _announce(url, _first_token(settings.database_url))
+            _announce(url, _first_token(settings.database_url, fresh=fresh))
+            if seeded is not None:
+                click.echo(seeded)
             supervisor.wait_until(lambda: False, float("inf"))
         status = _outcome(supervisor)
     finally:
@@ -374,16 +385,49 @@ def _migrate(settings: Settings) -> None:
         ) from None
 
 
-def _first_token(database_url: str) -> str | None:
-    """On an empty database (no user, no token), create the first API token and return it;
-    with no scoring model yet, the default one is installed, active (docs/SCORING.md)."""
+def _is_fresh(database_url: str) -> bool:
+    """Whether the database has no user and no token yet: `up` then makes the first token
+    (and, unless told not to, the demo data)."""
+    database = Database(database_url)
+    try:
+        with database.session_scope() as session:
+            return all(session.execute(select(model.id).limit(1)).first() is None
+                       for model in (User, ApiToken))
+    finally:
+        database.dispose()
+
+
+def _demo(settings: Settings, leads: int | None) -> str | None:
+    """Build the demo data (`nurture seed-demo`); the text that shows its sign-in, or None
+    if the database holds other data (sequences, collateral or leads made without users)."""
+    from nurture.cli.demo import describe, run_demo
+    from nurture.demo.seeding import DEFAULT_LEADS, DEFAULT_SEED
+
+    leads = leads or DEFAULT_LEADS
+    click.echo(f"empty database: building six months of demo data ({leads:,} leads; "
+               "`nurture up --no-demo` skips this)…", err=True)
+    database = Database(settings.database_url)
+    try:
+        seeded = run_demo(database, settings, seed=DEFAULT_SEED, leads=leads,
+                          until=utcnow().date())
+    except click.ClickException as exc:
+        click.echo(f"no demo data: {exc.message}", err=True)
+        return None
+    finally:
+        database.dispose()
+    return describe(seeded, leads=leads, seed=DEFAULT_SEED)
+
+
+def _first_token(database_url: str, *, fresh: bool) -> str | None:
+    """On a fresh database (`_is_fresh` before anything was made), create the first API
+    token and return it; with no scoring model yet, the default one is installed, active
+    (docs/SCORING.md)."""
     database = Database(database_url)
     try:
         with database.session_scope() as session:
             ensure_default_model(session, now=utcnow())
-            for model in (User, ApiToken):
-                if session.execute(select(model.id).limit(1)).first() is not None:
-                    return None
+            if not fresh:
+                return None
             _, token = create_token(session, DEMO_TOKEN_NAME, Role.ADMIN, now=utcnow())
             return token
     finally:
