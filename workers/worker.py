@@ -13,6 +13,7 @@ one finishes its job first (a second signal kills the job).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 
@@ -43,6 +44,7 @@ def run_worker(connection: Redis, *, processes: int = 1, burst: bool = False) ->
     # services) loaded instead of each process importing it under its first job's clock
     for module in sorted({kind.function.rpartition(".")[0] for kind in JOB_KINDS.values()}):
         importlib.import_module(module)
+    gc.freeze()  # what is loaded now lives as long as the process: the collector skips it
     log.info("%d email templates compiled", compiled)
     log.info("worker ready: %d process(es) on queues %s", processes, ", ".join(names))
     if processes == 1:
