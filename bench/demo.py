@@ -15,21 +15,21 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nurture.config import load_settings, with_secret_key  # noqa: E402
-from nurture.db import Database  # noqa: E402
-from nurture.demo.seeding import DEFAULT_LEADS, DEFAULT_SEED, seed_demo  # noqa: E402
-from nurture.migrate import upgrade_database  # noqa: E402
-from nurture.testing import scratch_database  # noqa: E402
+from nurture.config import load_settings, with_secret_key
+from nurture.db import Database
+from nurture.demo.seeding import DEFAULT_LEADS, DEFAULT_SEED, seed_demo
+from nurture.migrate import upgrade_database
+from nurture.testing import scratch_database
 
 TARGET_S = 120.0
 """The issue's target for building the six months."""

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 from rq.job import JobStatus
-
 from sqlalchemy import func, select
 
 from nurture.accounts.services import check_password
