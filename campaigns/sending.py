@@ -123,11 +123,10 @@ def run_due(
             handed = _hand_over_in_lanes(db, Batch(outgoing, keys, sending, clock),
                                          messengers[:max(wanted, 1)], counts)
             pending = handed.go_on
-            if handed.sent:
+            if handed.sent:  # one transaction: the report rollups, and the common case of
+                # an email followed by a wait or the end, settled with no plan again for it
                 with db.session_scope() as session:
                     rollups.emails_sent(session, _sent_emails(handed))
-            if any(item.then is not None for item in handed.sent):
-                with db.session_scope() as session:  # the common case: no plan again for it
                     now = clock()
                     settled = handover.settle_sent(session.connection(), handed.sent, now=now)
                     _count_finished(session, handed.sent, settled, now)
@@ -154,11 +153,13 @@ def _sent_emails(handed: Handed) -> list[rollups.SentEmail]:
 
 def _count_finished(session: Session, sent: list[engine.Outgoing], settled: set[int],
                     now: datetime) -> None:
-    for item in sent:
-        then = item.then
-        if then is not None and then.finish is not None and item.enrollment.id in settled:
-            rollups.exited(session, item.enrollment.sequence_id, then.step_id, then.finish[1],
-                           at=now)
+    """The enrollments `settle_sent` ended, counted in one statement."""
+    rollups.exits(session, [
+        (item.enrollment.sequence_id, item.then.step_id, item.then.finish[1], now)
+        for item in sent
+        if item.then is not None and item.then.finish is not None
+        and item.enrollment.id in settled
+    ])
 
 
 @dataclass(frozen=True)

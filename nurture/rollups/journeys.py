@@ -205,8 +205,18 @@ def _collateral_of(session: Session, version_ids: set[int]) -> dict[int, int]:
 def exited(session: Session, sequence_id: int, step_id: str | None, reason: str | None, *,
            at: datetime) -> None:
     """An enrollment finished (completed or exited), counted by its last step and reason."""
-    count(session, "exit", at, sequence_id=sequence_id, step_id=step_id,
-          reason=reason or "unknown")
+    exits(session, [(sequence_id, step_id, reason, at)])
+
+
+def exits(session: Session,
+          finished: Iterable[tuple[int, str | None, str | None, datetime]]) -> None:
+    """Enrollments finished, each (sequence id, last step, reason, when), counted in one
+    upsert (sending ends a batch's enrollments together)."""
+    add_counts(session, [
+        (key("exit", at, sequence_id=sequence_id, step_id=step_id, reason=reason or "unknown"),
+         1, Decimal(0))
+        for sequence_id, step_id, reason, at in finished
+    ])
 
 
 def recycled(session: Session, handoff: Handoff, *, at: datetime) -> None:
