@@ -72,12 +72,14 @@ def rescore_range(session: Session, model_id: int, document: ScoringDocument, fi
     per lead and rule, one entry for the points from before this ISO week (as worth now),
     one per event of this week (what the caps of this day and week are counted from), and one
     per fit rule met."""
+    session.execute(text(f"SET LOCAL work_mem = '{RESCORE_WORK_MEM}'"))
     session.execute(text("DROP TABLE IF EXISTS scoring_targets, scoring_given, scoring_parts"))
     session.execute(text("CREATE TEMP TABLE scoring_targets (lead_id bigint PRIMARY KEY) "
                          "ON COMMIT DROP"))
     targets = session.execute(text(
         "WITH locked AS (SELECT l.id, s.model_id FROM leads l "
-        "LEFT JOIN lead_scores s ON s.lead_id = l.id WHERE l.id BETWEEN :first AND :last "
+        "LEFT JOIN lead_scores s ON s.lead_id = l.id AND s.lead_id BETWEEN :first AND :last "
+        "WHERE l.id BETWEEN :first AND :last "
         "ORDER BY l.id FOR NO KEY UPDATE OF l) "
         "INSERT INTO scoring_targets SELECT id FROM locked "
         "WHERE model_id IS DISTINCT FROM :model"),
@@ -85,11 +87,15 @@ def rescore_range(session: Session, model_id: int, document: ScoringDocument, fi
     if not targets:
         return 0
     session.execute(text("ANALYZE scoring_targets"))
+    # every join to the batch also names the range: the planner then reads only the range
+    # of each index instead of merging the batch with a whole table
     in_batch = select(TARGETS.c.lead_id)
-    session.execute(delete(LeadScoreRule).where(LeadScoreRule.lead_id.in_(in_batch)))
+    session.execute(delete(LeadScoreRule).where(LeadScoreRule.lead_id.between(first, last),
+                                                LeadScoreRule.lead_id.in_(in_batch)))
     events = EngagementEvent.__table__
-    given = contributions([document], [events.c.scored_at.is_not(None)], events,
-                          events.join(TARGETS, TARGETS.c.lead_id == events.c.lead_id))
+    given = contributions(
+        [document], [events.c.scored_at.is_not(None), events.c.lead_id.between(first, last)],
+        events, events.join(TARGETS, TARGETS.c.lead_id == events.c.lead_id))
     week = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=now.weekday())
     at_now = literal(now, LeadScoreRule.last_at.type)
     parts = []
@@ -106,7 +112,8 @@ def rescore_range(session: Session, model_id: int, document: ScoringDocument, fi
             func.max(GIVEN.c.occurred_at).label("last_at"),
             func.sum(worth).filter(GIVEN.c.occurred_at < week).label("before"),
         ).group_by(GIVEN.c.lead_id, GIVEN.c.rule))
-    fit = fit_rows([document], [], Lead.__table__.join(TARGETS, TARGETS.c.lead_id == Lead.id))
+    fit = fit_rows([document], [Lead.id.between(first, last)],
+                   Lead.__table__.join(TARGETS, TARGETS.c.lead_id == Lead.id))
     if fit is not None:
         parts.append(select(fit.c.lead_id, fit.c.rule, literal(FIT).label("kind"),
                             false().label("decays"), fit.c.points.label("value"),
@@ -163,6 +170,10 @@ def rescore_range(session: Session, model_id: int, document: ScoringDocument, fi
     session.expire_all()
     return targets
 
+
+RESCORE_WORK_MEM = "256MB"
+"""Memory a re-score range's sorts may use (its transaction only): a range's events sort in
+memory."""
 
 TARGETS = Table("scoring_targets", MetaData(), Column("lead_id", BigInteger, primary_key=True))
 """The leads of a re-score batch (a temporary table)."""
