@@ -159,7 +159,8 @@ def use_policy(session: Session, policy: RecyclePolicy) -> None:
 
 
 def _lock_lead(session: Session, lead_id: int) -> Lead | None:
-    """The lead, locked for this transaction (FOR UPDATE on PostgreSQL; on SQLite a write
+    """The lead, locked for this transaction (FOR NO KEY UPDATE on PostgreSQL: every other
+    writer of the lead waits, a request storing events for it does not; on SQLite a write
     first, which takes the database's one writer lock before anything is read)."""
     if not 0 < lead_id <= MAX_ID:
         return None
@@ -168,7 +169,7 @@ def _lock_lead(session: Session, lead_id: int) -> Lead | None:
                         .values(updated_at=Lead.updated_at)
                         .execution_options(synchronize_session=False))
     return session.execute(
-        select(Lead).where(Lead.id == lead_id).with_for_update()
+        select(Lead).where(Lead.id == lead_id).with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
 

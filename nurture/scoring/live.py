@@ -162,12 +162,15 @@ def _lock_many(session: Session, lead_ids: Iterable[int], model: ScoringModel,
     """Lock (creating them if need be) the leads' scores, each rebuilt if it was kept under
     another model, its fit evaluated again if the profile changed since. Lead rows are locked
     first, then score rows, each in id order (every writer takes them in this order: no
-    deadlock); a batch of leads costs the same few statements as one. A lead that no longer
+    deadlock); a batch of leads costs the same few statements as one. The locks are FOR NO
+    KEY UPDATE: they exclude every other writer of these rows, but not the key-share lock a
+    request storing new events for these leads takes (its foreign key check), so ingest never
+    waits for a batch to commit. A lead that no longer
     exists is left out."""
     ids = sorted(set(lead_ids))
     leads = {row.id: row for row in session.execute(
         select(*_core(LEAD_COLUMNS)).where(one_of(session, LEADS.c.id, ids))
-        .order_by(LEADS.c.id).with_for_update()
+        .order_by(LEADS.c.id).with_for_update(key_share=True)
     )}
     ids = [lead_id for lead_id in ids if lead_id in leads]
     if not ids:
@@ -177,7 +180,7 @@ def _lock_many(session: Session, lead_ids: Iterable[int], model: ScoringModel,
          "updated_at": now} for lead_id in ids], conflict=["lead_id"])
     scores = {row.lead_id: row for row in session.execute(
         select(*_core(SCORE_COLUMNS)).where(one_of(session, SCORES.c.lead_id, ids))
-        .order_by(SCORES.c.lead_id).with_for_update()
+        .order_by(SCORES.c.lead_id).with_for_update(key_share=True)
     )}
     h = half_life_s(document)
     current = [lead_id for lead_id in ids if scores[lead_id].model_id == model.id]
