@@ -140,6 +140,7 @@ def client(index: int, port: int, token: str, seconds: float, targets: list[int]
     interval = BATCH * CLIENTS / rate
     acks: dict[int, float] = {}
     sent = errors = 0
+    refused: dict[int, int] = {}
     start.wait()
     began = time.monotonic()
     request = 0
@@ -166,11 +167,12 @@ def client(index: int, port: int, token: str, seconds: float, targets: list[int]
         acked = time.time()
         if response.status != 202:
             errors += 1
+            refused[response.status] = refused.get(response.status, 0) + 1
         elif qualifying is not None:
             acks[qualifying] = acked
         sent += BATCH
         request += 1
-    results.put((acks, sent, errors, time.monotonic() - began))
+    results.put((acks, sent, errors, time.monotonic() - began, refused))
 
 
 # --- the processes ----------------------------------------------------------------------------
@@ -358,8 +360,13 @@ def drive(port: int, token: str, seconds: float, targets: list[int],
     acks: dict[int, float] = {}
     for outcome in outcomes:
         acks.update(outcome[0])
+    refused: dict[int, int] = {}
+    for outcome in outcomes:
+        for status, n in outcome[4].items():
+            refused[status] = refused.get(status, 0) + n
     return {"acks": acks, "sent": sum(o[1] for o in outcomes),
-            "errors": sum(o[2] for o in outcomes), "seconds": max(o[3] for o in outcomes)}
+            "errors": sum(o[2] for o in outcomes), "seconds": max(o[3] for o in outcomes),
+            "refused": refused}
 
 
 def report(figures: dict[str, Any], stored: dict[int, float], crm: Crm, per_lead: int,
@@ -369,7 +376,7 @@ def report(figures: dict[str, Any], stored: dict[int, float], crm: Crm, per_lead
     to_crm = sorted(crm.received[lead] - at for lead, at in acks.items() if lead in crm.received)
     print(f"\n{figures['sent']:,} events in {figures['seconds']:.1f} s "
           f"({figures['sent'] / figures['seconds']:.0f} events/s sent, {figures['errors']} "
-          f"requests refused), {CLIENTS} clients, batches of {BATCH}; "
+          f"requests refused {figures['refused'] or ''}), {CLIENTS} clients, batches of {BATCH}; "
           f"{workers} worker processes, 1 dispatcher, gunicorn defaults")
     print(f"   qualifying events acknowledged: {len(acks)}; handoffs stored: {len(stored)}; "
           f"webhooks received: {len(crm.received)} (deliveries {sum(crm.deliveries.values())}, "
