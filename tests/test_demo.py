@@ -11,12 +11,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, text
 
 from nurture.accounts.services import check_password
 from nurture.config import load_settings, with_secret_key
 from nurture.db import Database
 from nurture.demo.seeding import seed_demo
+from nurture.demo.simulation import Interrupted
 from nurture.migrate import upgrade_database
 from nurture.models import (
     EngagementEvent,
@@ -175,6 +177,16 @@ def test_nothing_reaches_the_smtp_server_or_the_crm(tmp_path, service_env, smtp_
     assert sink.messages == [] and receiver.requests == []
     assert handoffs > 0
     assert webhooks == {"skipped": handoffs}  # recorded as not sent, to no URL
+
+
+def test_a_run_asked_to_stop_stops_at_once(tmp_path, service_env):
+    with fresh_database(tmp_path, "stopped") as database:
+        with pytest.raises(Interrupted, match="the history is partial"):
+            seed_demo(database, settings_for(service_env), leads=50, until=UNTIL,
+                      stop=lambda: True)
+        with database.session_scope() as session:
+            leads = session.execute(select(func.count()).select_from(Lead)).scalar_one()
+    assert leads == 0  # stopped before the first hour: the staff and content only
 
 
 def test_outbox_is_not_written(tmp_path, service_env):

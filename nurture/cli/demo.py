@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 
 import click
@@ -12,20 +13,24 @@ from nurture.clock import utcnow
 from nurture.config import Settings
 from nurture.db import Database
 from nurture.demo.seeding import DEFAULT_LEADS, DEFAULT_SEED, Seeded, seed_demo
+from nurture.demo.simulation import Interrupted
 from nurture.errors import Conflict
 
 
 def run_demo(database: Database, settings: Settings, *, seed: int, leads: int,
-             until: date) -> Seeded:
-    """Seed, printing a line per simulated month; ClickException on a non-empty database."""
+             until: date, stop: Callable[[], bool] = lambda: False) -> Seeded:
+    """Seed, printing a line per simulated month; ClickException on a non-empty database
+    or when `stop` said so."""
     def progress(moment: datetime) -> None:
         click.echo(f"  demo: {moment:%Y-%m} …", err=True)
 
     try:
         return seed_demo(database, settings, seed=seed, leads=leads, until=until,
-                         progress=progress)
+                         progress=progress, stop=stop)
     except Conflict as exc:
         raise click.ClickException(str(exc)) from None
+    except Interrupted as exc:
+        raise click.ClickException(f"demo data interrupted: {exc}") from None
 
 
 def describe(seeded: Seeded, *, leads: int, seed: int) -> str:

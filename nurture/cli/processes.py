@@ -67,6 +67,10 @@ CHILD_STOP_TIMEOUT_S = 3.5
 POLL_INTERVAL_S = 0.1
 """How often `up` looks at its children and at the signals it received."""
 
+UP_DEMO_LEADS = 1_000
+"""Leads in the demo `up` builds on an empty database: fewer than `nurture seed-demo`'s
+2,500, so a first start takes a minute or two rather than several (docs/BENCHMARKS.md)."""
+
 DEMO_TOKEN_NAME = "demo"
 """Name of the API token `up` creates on an empty database."""
 
@@ -289,7 +293,8 @@ class Supervisor:
 @click.option("--no-demo", is_flag=True,
               help="On an empty database, do not build the demo data (nurture seed-demo).")
 @click.option("--demo-leads", type=click.IntRange(1, 100_000), default=None,
-              help="Leads in the demo data built on an empty database. Default: 2,500.")
+              help=f"Leads in the demo data built on an empty database. Default: "
+                   f"{UP_DEMO_LEADS:,}.")
 def up(port: int | None, no_demo: bool, demo_leads: int | None) -> NoReturn:
     """The whole system on one machine: web server, RQ worker and dispatcher. On an empty
     database, first builds six months of demo data and prints the demo sign-in."""
@@ -311,7 +316,7 @@ def up(port: int | None, no_demo: bool, demo_leads: int | None) -> NoReturn:
         _migrate(settings)
         fresh = _is_fresh(settings.database_url)
         # before the worker and dispatcher start: the demo drives the engine with its own clock
-        seeded = (_demo(settings, demo_leads) if fresh and not no_demo
+        seeded = (_demo(settings, demo_leads, supervisor) if fresh and not no_demo
                   and not supervisor.stop_requested else None)
         env = {
             **os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": redis_url,
@@ -397,19 +402,20 @@ def _is_fresh(database_url: str) -> bool:
         database.dispose()
 
 
-def _demo(settings: Settings, leads: int | None) -> str | None:
+def _demo(settings: Settings, leads: int | None, supervisor: Supervisor) -> str | None:
     """Build the demo data (`nurture seed-demo`); the text that shows its sign-in, or None
-    if the database holds other data (sequences, collateral or leads made without users)."""
+    if the database holds other data (sequences, collateral or leads made without users) or
+    Ctrl-C stopped it (what was built stays: start again with an empty database)."""
     from nurture.cli.demo import describe, run_demo
-    from nurture.demo.seeding import DEFAULT_LEADS, DEFAULT_SEED
+    from nurture.demo.seeding import DEFAULT_SEED
 
-    leads = leads or DEFAULT_LEADS
+    leads = leads or UP_DEMO_LEADS
     click.echo(f"empty database: building six months of demo data ({leads:,} leads; "
                "`nurture up --no-demo` skips this)…", err=True)
     database = Database(settings.database_url)
     try:
         seeded = run_demo(database, settings, seed=DEFAULT_SEED, leads=leads,
-                          until=utcnow().date())
+                          until=utcnow().date(), stop=lambda: supervisor.stop_requested)
     except click.ClickException as exc:
         click.echo(f"no demo data: {exc.message}", err=True)
         return None

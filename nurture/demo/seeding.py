@@ -56,9 +56,11 @@ def occupied(session: Session) -> list[str]:
 def seed_demo(
     db: Database, settings: Settings, *, seed: int = DEFAULT_SEED, leads: int = DEFAULT_LEADS,
     until: date, progress: Callable[[datetime], None] = lambda _: None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Seeded:
     """Build the demo's six months ending at the start of `until` (UTC); Conflict if the
-    database holds leads, users, sequences or collateral already (nothing is changed then)."""
+    database holds leads, users, sequences or collateral already (nothing is changed then).
+    `stop` is asked every simulated hour: True raises `Interrupted`, leaving a partial history."""
     started, cpu_started = time.perf_counter(), time.process_time()
     end = datetime.combine(until, clock_time(0), tzinfo=UTC)
     start = end - timedelta(days=DAYS)
@@ -80,6 +82,7 @@ def seed_demo(
         people=make_people(rng, leads, start=start, end=end),
         end=end,
         progress=progress,
+        stop=stop,
         reps={s.email: s.user_id for s in sign_ins},
     )
     simulation.run(start)

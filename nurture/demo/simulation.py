@@ -80,6 +80,10 @@ CRM_DELAY = timedelta(minutes=3)
 """How long the CRM takes to report an outcome to Nurture."""
 
 
+class Interrupted(Exception):
+    """The run was asked to stop before the history was complete."""
+
+
 class Sink:
     """A messenger that keeps nothing: the demo's emails reach no one, and are only counted."""
 
@@ -114,6 +118,8 @@ class Simulation:
     people: list[Person]
     end: datetime
     progress: Callable[[datetime], None] = lambda _: None
+    stop: Callable[[], bool] = lambda: False
+    """Asked every simulated hour; True stops the run (`Interrupted`), leaving what is built."""
     agenda: list[tuple[datetime, int, str, Any]] = field(default_factory=list)
     order: itertools.count[int] = field(default_factory=itertools.count)
     leads: dict[int, Person] = field(default_factory=dict)
@@ -143,6 +149,8 @@ class Simulation:
         tick = start.replace(minute=0, second=0, microsecond=0) + TICK
         month = tick.month
         while tick <= self.end:
+            if self.stop():
+                raise Interrupted(f"stopped at {tick:%Y-%m-%d %H:%M}; the history is partial")
             while self.agenda and self.agenda[0][0] <= tick:
                 when, _, kind, payload = heapq.heappop(self.agenda)
                 getattr(self, f"_{kind}")(when, payload)
