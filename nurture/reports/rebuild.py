@@ -107,6 +107,7 @@ def _journeys(session: Session, d: Dialect) -> None:
         FROM report_journeys
     """)
     run("CREATE INDEX ix_report_windows_lead_id ON report_windows (lead_id, entered_at)")
+    run("ANALYZE report_windows")  # a temporary table has no statistics until asked
     inside = "{t} >= w.entered_at AND (w.until IS NULL OR {t} < w.until)"
     run(f"""
         UPDATE report_journeys SET nurtured_at = x.at, sequence_id = x.sequence_id
