@@ -258,6 +258,9 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=20, help="runs of each report")
+    parser.add_argument("--only", choices=("rebuild", "reports"),
+                        help="time only the rebuild, or only the reports (over the rollups a "
+                             "previous run left in --db)")
     parser.add_argument("--db", metavar="NAME",
                         help="generate the data once into this database and keep it; reuse it "
                              "when it is there")
@@ -283,16 +286,20 @@ def main() -> None:
         print(f"PostgreSQL {version}; commit {commit()}; facts: "
               + ", ".join(f"{t} {n:,}" for t, n in facts.items()))
         database = Database(url)
-        meter = CpuMeter(name).start()
-        started = time.perf_counter()
-        with database.session_scope() as session:
-            done = rebuild(session)
-        seconds = time.perf_counter() - started
-        print(f"rebuild of the rollups from the facts: {done.journeys:,} journeys and "
-              f"{done.counters:,} counters in {seconds:.1f} s; {meter.stop()}; "
-              f"load average {load_average()}")
-        with psycopg.connect(raw, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE report_journeys, report_counts")
+        if args.only != "reports":
+            meter = CpuMeter(name).start()
+            started = time.perf_counter()
+            with database.session_scope() as session:
+                done = rebuild(session)
+            seconds = time.perf_counter() - started
+            print(f"rebuild of the rollups from the facts: {done.journeys:,} journeys and "
+                  f"{done.counters:,} counters in {seconds:.1f} s; {meter.stop()}; "
+                  f"load average {load_average()}")
+            with psycopg.connect(raw, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE report_journeys, report_counts")
+        if args.only == "rebuild":
+            database.dispose()
+            return
         meter = CpuMeter(name).start()
         started = time.perf_counter()
         figures = _time_reports(database, args.runs)
