@@ -34,6 +34,16 @@ from nurture.testing import scratch_database
 TARGET_S = 120.0
 """The issue's target for building the six months."""
 
+BREAKDOWNS = {
+    "handoffs": "SELECT status, count(*) FROM handoffs GROUP BY status",
+    "outcomes": "SELECT kind, count(*) FROM outcomes GROUP BY kind",
+    "rejections": "SELECT reason, count(*) FROM rejections GROUP BY reason",
+    "events": "SELECT type || CASE WHEN is_machine THEN ' (machine)' ELSE '' END, count(*) "
+              "FROM engagement_events GROUP BY 1",
+    "stages": "SELECT lifecycle_stage, count(*) FROM leads GROUP BY lifecycle_stage",
+}
+"""What the history holds, by kind: every number the reports show should be non-trivial."""
+
 COUNTED = ("leads", "rejections", "enrollments", "messages", "engagement_events", "handoffs",
            "handoff_notifications", "outcomes")
 
@@ -88,6 +98,8 @@ def main() -> None:
         with database.engine.connect() as connection:
             counts = {name: connection.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
                       for name in COUNTED}
+            breakdowns = {what: dict(connection.execute(text(query)).tuples().all())
+                          for what, query in BREAKDOWNS.items()}
         database.dispose()
     load_after = os.getloadavg()
     print(f"seed-demo, {args.leads:,} leads, seed {args.seed}, {args.database}: "
@@ -95,6 +107,9 @@ def main() -> None:
           + (f" + {pg_cpu:.1f} s in PostgreSQL backends" if args.database == "postgresql" else "")
           + f"; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print("  built: " + ", ".join(f"{name} {value:,}" for name, value in counts.items()))
+    for what, counted in breakdowns.items():
+        print(f"  {what}: " + ", ".join(f"{key} {value:,}" for key, value in sorted(
+            counted.items(), key=lambda item: -item[1])))
     print(f"  CPU per lead: {1000 * seeded.cpu_s / args.leads:.1f} ms in this process"
           + (f" + {1000 * pg_cpu / args.leads:.1f} ms in PostgreSQL"
              if args.database == "postgresql" else ""))
