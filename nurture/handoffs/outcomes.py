@@ -237,7 +237,8 @@ def _lock(session: Session, lead_ids: list[int]) -> dict[int, Lead]:
         session.execute(update(Lead).where(Lead.id.in_(lead_ids)).values(updated_at=Lead.updated_at)
                         .execution_options(synchronize_session=False))
     rows = session.execute(
-        select(Lead).where(Lead.id.in_(lead_ids)).order_by(Lead.id).with_for_update()
+        select(Lead).where(Lead.id.in_(lead_ids)).order_by(Lead.id)
+        .with_for_update(key_share=True)  # as recycle: events for these leads are not held up
         .execution_options(populate_existing=True)
     ).scalars()
     return {lead.id: lead for lead in rows}
