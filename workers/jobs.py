@@ -52,8 +52,9 @@ def send_due_steps(enrollment_ids: str) -> dict[str, int]:
 def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
     """Hand the stored, still unhandled engagement events on and score them: those with ids
     in [first_id, last_id] and any others waiting, oldest first, as one batch (up to
-    `handling.WAITING_LIMIT`; a full batch kicks the next job). The job is kicked through
-    `workers.coalescing`: one waiting job stands for every request stored meanwhile."""
+    `handling.WAITING_LIMIT`, of one part of the leads on PostgreSQL). The job is kicked
+    through `workers.coalescing`: one waiting job stands for every request stored meanwhile;
+    a job that found work kicks the next, until one finds nothing."""
     settings = load_settings()
     database = process_database(settings.database_url)
     connection = _job_connection()
@@ -65,7 +66,7 @@ def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
             session, ids, now=now, mark=False))  # the scoring hook
         made = new_notifications(session)
     notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
-    if handled.events >= WAITING_LIMIT and connection is not None:
+    if handled.events and connection is not None:  # more may wait (a full batch, another part)
         last = max(handled.event_ids)
         kick(connection, "handle_engagement", last + 1, last + WAITING_LIMIT)
     return handled.counts()

@@ -31,6 +31,12 @@ MAX_RANGE = 1000
 WAITING_LIMIT = 2000
 """Most events `handle_waiting` takes in one transaction."""
 
+WAITING_PARTS = 2
+"""Parts of the leads (by id) whose waiting events are handed on side by side (PostgreSQL)."""
+
+WAITING_LOCK = 0x4E555254
+"""PostgreSQL advisory lock class of `handle_waiting`'s parts (the second key is the part)."""
+
 
 @dataclass(frozen=True)
 class Handled:
@@ -72,15 +78,31 @@ def handle_waiting(session: Session, *, now: datetime, limit: int = WAITING_LIMI
     (statements, round trips, a job) is shared by more events. Rows another transaction
     holds are skipped, as in `handle_events`. With `score` (live scoring, given by the job),
     the events are scored in the same transaction and marked handled and scored by one
-    statement (each UPDATE writes a new version of every row and of its index entries)."""
-    rows = session.execute(
-        select(*_CLAIMED)
-        .where(EngagementEvent.handled_at.is_(None))
-        .order_by(EngagementEvent.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    return _hand_on(session, rows, now=now, score=score)
+    statement (each UPDATE writes a new version of every row and of its index entries).
+
+    On PostgreSQL the leads are split into `WAITING_PARTS` parts by id, each taken by one
+    transaction at a time (an advisory lock): two workers then score disjoint leads side by
+    side, where two batches of all leads would share some and the second would wait for the
+    first to commit. A part with nothing waiting passes on to the next free one."""
+    if session.get_bind().dialect.name != "postgresql":
+        return _hand_on(session, _claim_waiting(session, limit), now=now, score=score)
+    for part in range(WAITING_PARTS):
+        if not session.execute(select(func.pg_try_advisory_xact_lock(WAITING_LOCK, part))
+                               ).scalar_one():
+            continue
+        rows = _claim_waiting(session, limit, part=part)
+        if rows:
+            return _hand_on(session, rows, now=now, score=score)
+    return Handled(0, 0, 0)
+
+
+def _claim_waiting(session: Session, limit: int, *, part: int | None = None) -> list[Any]:
+    query = (select(*_CLAIMED).where(EngagementEvent.handled_at.is_(None))
+             .order_by(EngagementEvent.id).limit(limit).with_for_update(skip_locked=True))
+    if part is not None:
+        lead_part = func.coalesce(EngagementEvent.lead_id, 0) % WAITING_PARTS
+        query = query.where(lead_part == part)
+    return list(session.execute(query).all())
 
 
 def _hand_on(session: Session, rows: list[Any], *, now: datetime,
