@@ -37,11 +37,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from nurture.web import api, files, health, tracking, webhooks
+    from nurture.web import admin, api, auth, files, health, layout, security, tracking, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(webhooks.bp)
+    security.init_app(app, settings)
+    app.register_blueprint(layout.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
     return app

@@ -42,7 +42,8 @@ def _register() -> None:
     main.add_command(database.db)
     main.add_command(accounts.users)
     main.add_command(accounts.tokens)
-    for optional in ("importing", "processes", "campaigns", "scoring", "reports", "demo"):
+    for optional in ("importing", "processes", "campaigns", "scoring", "reports", "demo",
+                     "access"):
         # commands that arrive module by module; each module exposes COMMANDS
         try:
             module = __import__(f"nurture.cli.{optional}", fromlist=["COMMANDS"])

@@ -442,6 +442,7 @@ def _first_token(database_url: str, *, fresh: bool) -> str | None:
 
 def _announce(url: str, token: str | None) -> None:
     click.echo(f"\nNurture is up at {url} (web server, worker, dispatcher; Ctrl-C stops them)")
+    click.echo(f"Sign in to the admin at {url}/auth/sign-in")
     if token is None:
         click.echo("API tokens: nurture tokens create --name NAME\n")
         return

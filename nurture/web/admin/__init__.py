@@ -1,0 +1,42 @@
+"""The marketers' admin: server-rendered pages on the same services as the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, render_template
+from sqlalchemy import select
+
+from nurture.clock import utcnow
+from nurture.models import Role, User
+from nurture.reports.digest import key_numbers
+from nurture.reports.params import Period
+from nurture.web import db_session
+from nurture.web.access import allow, require_declared_roles
+from nurture.web.layout import STAFF
+from nurture.web.security import protect
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+protect(bp)
+require_declared_roles(bp)
+
+DASHBOARD_DAYS = 30
+"""The dashboard's period: the last this many whole days, today included."""
+
+
+@bp.get("/")
+@allow(*STAFF)
+def dashboard() -> Any:
+    today = utcnow().date()
+    period = Period(today - timedelta(days=DASHBOARD_DAYS - 1), today)
+    numbers = key_numbers(db_session(), period)
+    return render_template("admin/dashboard.html", numbers=numbers, period=period,
+                           previous=period.previous())
+
+
+@bp.get("/users")
+@allow(Role.ADMIN)
+def users() -> Any:
+    people = db_session().execute(select(User).order_by(User.role, User.email)).scalars().all()
+    return render_template("admin/users.html", users=people)
