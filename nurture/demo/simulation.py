@@ -3,12 +3,13 @@
 Nothing here writes a table itself. Time moves forward an hour at a time; in between, the
 agenda's actions happen at their own moments, each in a transaction of its own, through the
 service an entry point would call: the CRM rejects a lead (`reject_lead`), marketing puts one
-into nurture as not ready, a person opens or clicks a tracked link (`record_open`,
-`record_click`), unsubscribes, visits the website (`record_client_events`), a rep accepts or
-gives back a recycled lead, the CRM reports an opportunity, a win or a loss
-(`record_outcomes`). At each hour the workers' and the dispatcher's work is done the way it
-is in production: the engagement job hands on and scores the hour's events (`handle_events`,
-live scoring: recycles happen when scoring says), a provider's webhook batch is stored, SLA
+into nurture as not ready, a person clicks a tracked link (`record_click`), unsubscribes,
+visits the website (`record_client_events`), a rep accepts or gives back a recycled lead,
+the CRM reports an opportunity, a win or a loss (`record_outcomes`). At each hour the
+workers' and the dispatcher's work is done the way it is in production: the provider's
+webhook batch of the hour is stored (deliveries, opens human and machine, a gateway's link
+scans, bounces, complaints), the engagement job hands on and scores every event waiting
+(`handle_events`, live scoring: recycles happen when scoring says), SLA
 timers fire (`fire_due_timers`: reminders, expiries, stalls), due enrollments are claimed
 (`claim_due`) and sent by `run_due` to a messenger that keeps nothing, and notifications are
 delivered by `deliver` with no CRM URL (the webhook is recorded as skipped, never posted) and
@@ -42,7 +43,7 @@ from nurture.engagement.events import record_client_events
 from nurture.engagement.handling import handle_events
 from nurture.engagement.providers import ProviderEvent
 from nurture.engagement.schemas import EventIn
-from nurture.engagement.tracking import record_click, record_open
+from nurture.engagement.tracking import record_click
 from nurture.engagement.webhooks import store_provider_events
 from nurture.handoffs import services as handoffs
 from nurture.handoffs.delivery import Channels, deliver, due_notifications
@@ -196,14 +197,11 @@ class Simulation:
 
     def _reaction(self, at: datetime, payload: tuple[SentEmail, Person, str]) -> None:
         email, person, kind = payload
-        if kind in ("delivered", "machine_open", "scanner_click", "bounce", "complaint"):
+        if kind in ("delivered", "open", "machine_open", "scanner_click", "bounce", "complaint"):
             self.provider_batch.extend(self._provider_events(at, email, person, kind))
             return
         with self.db.session_scope() as session:
-            if kind == "open":
-                record_open(session, email.id, user_agent=behaviour.BROWSER,
-                            ip=f"203.0.113.{person.number % 250 + 1}", now=at)
-            elif kind == "click":
+            if kind == "click":
                 link = _collateral_link(email.links)
                 if link is None:
                     return
@@ -384,6 +382,10 @@ class Simulation:
         if kind == "complaint":
             return [ProviderEvent(event_id=key, type=EventType.SPAM_COMPLAINT,
                                   provider_type="spamreport", **common)]
+        if kind == "open":  # a person's open, as the provider's own pixel saw it
+            return [ProviderEvent(event_id=key, type=EventType.OPEN, provider_type="open",
+                                  user_agent=behaviour.BROWSER,
+                                  ip=f"203.0.113.{person.number % 250 + 1}", **common)]
         if kind == "machine_open":
             return [ProviderEvent(event_id=key, type=EventType.OPEN, provider_type="open",
                                   user_agent=behaviour.PRIVACY_PROXY,
