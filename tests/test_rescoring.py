@@ -18,6 +18,7 @@ from nurture.models import (
     Lead,
     LeadScore,
     LifecycleStage,
+    RescoreRange,
     Role,
     ScoreLedgerEntry,
     ScoringApproval,
@@ -466,3 +467,48 @@ def test_a_model_with_only_fit_or_only_engagement_rules_re_scores(db, keep):
     for lead in leads:
         result = score(db, lead)
         assert (result["fit"], result["engagement"]) == expected
+
+
+def test_re_score_jobs_share_the_ranges_and_a_dead_jobs_range_is_taken_again(db, monkeypatch):
+    """Two jobs side by side take different ranges (the second does not wait for the first);
+    a job that dies leaves its range to the next; progress counts committed ranges only."""
+    if db.dialect != "postgresql":
+        pytest.skip("jobs side by side need SKIP LOCKED (PostgreSQL)")
+    from sqlalchemy.orm import Session
+
+    with db.session_scope() as session:
+        install(session)
+        leads = [make_lead(session, f"l{i}@example.com") for i in range(7)]
+    store_and_score(db, [ev(lead, EventType.WEBINAR_ATTENDED) for lead in leads])
+    doubled = copy.deepcopy(DOCUMENT)
+    doubled["engagement"][1]["points"] = 30
+    with db.session_scope() as session:
+        second = install(session, doubled).id
+    monkeypatch.setattr("nurture.scoring.rescoring.BULK_RESCORE_BATCH", 3)
+    with db.session_scope() as session:  # plans the ranges and does the first
+        assert rescore_batch(session, second, now=NOW)
+    dying = Session(db.engine)
+    try:  # a job in the middle of the second range: it holds the range's row
+        dying.execute(select(RescoreRange).where(RescoreRange.model_id == second,
+                                                 RescoreRange.done_at.is_(None))
+                      .order_by(RescoreRange.first_lead_id).limit(1).with_for_update())
+        with db.session_scope() as session:  # another job takes the third meanwhile
+            assert rescore_batch(session, second, now=NOW)
+        with db.session_scope() as session:  # nothing left to take: not finished either
+            assert not rescore_batch(session, second, now=NOW)
+            model = session.get(ScoringModel, second)
+            assert (model.rescore_done, model.rescore_total) == (4, 7)  # 3 + 1 (the last)
+            assert model.rescore_finished_at is None
+    finally:
+        dying.rollback()  # the job died
+        dying.close()
+    while True:
+        with db.session_scope() as session:
+            if not rescore_batch(session, second, now=NOW):
+                break
+    with db.session_scope() as session:
+        model = session.get(ScoringModel, second)
+        assert (model.rescore_done, model.rescore_total) == (7, 7)
+        assert model.rescore_finished_at == NOW
+    for lead in leads:
+        assert (score(db, lead)["model_version"], score(db, lead)["engagement"]) == (2, 30)

@@ -83,7 +83,7 @@ def rescore_batch(session: Session, model_id: int, *, now: datetime) -> bool:
         return False
     document = document_of(model)
     set_based = bulk.supported(session, document)
-    if model.rescore_total is None:
+    if model.rescore_total is None or not _planned(session, model.id):
         _plan(session, model, BULK_RESCORE_BATCH if set_based else RESCORE_BATCH)
     taken = session.execute(
         select(RescoreRange)
@@ -117,10 +117,18 @@ def rescore_batch(session: Session, model_id: int, *, now: datetime) -> bool:
     return True
 
 
+def _planned(session: Session, model_id: int) -> bool:
+    return session.execute(
+        select(RescoreRange.first_lead_id).where(RescoreRange.model_id == model_id).limit(1)
+    ).first() is not None
+
+
 def _plan(session: Session, model: ScoringModel, size: int) -> None:
-    """Split the leads into ranges of `size` (the model row locked: one job plans)."""
+    """Split the leads into ranges of `size` (the model row locked: one job plans). A model
+    with a total but no ranges was being re-scored before ranges existed: planned afresh
+    (its leads done already are skipped quickly)."""
     session.refresh(model, with_for_update=True)
-    if model.rescore_total is not None:
+    if model.rescore_total is not None and _planned(session, model.id):
         return  # another job planned them meanwhile
     session.execute(delete(RescoreRange).where(RescoreRange.model_id == model.id))
     numbered = select(Lead.id, func.row_number().over(order_by=Lead.id).label("n")).subquery()
