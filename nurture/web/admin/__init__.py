@@ -24,6 +24,9 @@ require_declared_roles(bp)
 DASHBOARD_DAYS = 30
 """The dashboard's period: the last this many whole days, today included."""
 
+NOTHING = ("0", "0.00", "n/a")
+"""How the digest's numbers read when nothing happened."""
+
 
 @bp.get("/")
 @allow(*STAFF)
@@ -31,8 +34,9 @@ def dashboard() -> Any:
     today = utcnow().date()
     period = Period(today - timedelta(days=DASHBOARD_DAYS - 1), today)
     numbers = key_numbers(db_session(), period)
+    empty = all(n.value in NOTHING and n.previous in NOTHING for n in numbers)
     return render_template("admin/dashboard.html", numbers=numbers, period=period,
-                           previous=period.previous())
+                           previous=period.previous(), empty=empty)
 
 
 @bp.get("/users")
