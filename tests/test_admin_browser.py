@@ -203,3 +203,34 @@ def test_pages_send_a_strict_content_security_policy(page, served):
     ran = page.page.evaluate("""() => { const s = document.createElement('script');
         s.textContent = 'window.__ran = 1'; document.body.appendChild(s); return !!window.__ran; }""")
     assert ran is False
+
+
+def test_demo_users_sign_in_and_see_the_demo_numbers_and_sequences(page, served, db, app):
+    """`nurture up` prints the demo sign-in: those accounts work on the admin's pages."""
+    from nurture.demo.seeding import seed_demo
+
+    system, _ = served
+    seeded = seed_demo(db, app.extensions["nurture.settings"], seed=7, leads=150,
+                       until=utcnow().date())
+    marketer = next(s for s in seeded.sign_ins if s.role == Role.MARKETER)
+    p = page.page
+    sign_in(p, system.url, marketer.email, marketer.password)
+    p.wait_for_url(f"{system.url}/admin/")
+    assert p.get_by_text("Nothing to count yet").count() == 0
+    entered = p.locator(".kpi", has_text="Leads that entered nurture").locator(".kpi-value")
+    assert entered.inner_text() not in ("0", "n/a")
+    assert accessibility_problems(p) == []
+    screenshot(p, "dashboard-demo")
+    p.get_by_role("navigation", name="Main").get_by_role("link", name="Sequences").click()
+    p.wait_for_url(f"{system.url}/admin/sequences")
+    rows = p.locator("tbody tr")
+    assert rows.count() >= 2
+    assert p.get_by_text("active", exact=True).first.is_visible()
+    assert accessibility_problems(p) == []
+    screenshot(p, "sequences")
+    p.set_viewport_size({"width": 375, "height": 812})
+    assert accessibility_problems(p) == []
+    screenshot(p, "sequences-phone")
+    # the page does not scroll sideways on a phone; the table scrolls in its own box
+    assert p.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.errors == []

@@ -41,3 +41,44 @@ def test_the_users_page_lists_everyone_with_their_role(client, db):
     page = client.get("/admin/users").text
     assert "rita@example.com" in page and "mara@example.com" in page
     assert page.count('class="role-badge"') >= 2
+
+
+def test_the_sequence_list_is_empty_until_one_is_imported(client, db):
+    make_user(db)
+    sign_in(client)
+    page = client.get("/admin/sequences").text
+    assert "No sequences yet" in page and "POST /api/v1/sequences" in page
+
+
+def test_the_sequence_list_shows_status_version_entry_and_counts(client, db, api, make_token):
+    from tests.conftest import Api
+    from tests.test_api_sequences import make_collateral
+    from tests.test_routing import sequence
+
+    marketer = Api(client, make_token(Role.MARKETER, "m"))
+    make_collateral(db)
+    sequence(marketer, "budget", reasons=("no_budget",), lead={"country": ["DE"]})
+    sequence(marketer, "drafted", reasons=("bad_timing",), activate=False)
+    for n in range(2):
+        answer = api.post("/api/v1/rejections", json={
+            "lead": {"email": f"lead{n}@example.com", "country": "DE"},
+            "rep_email": "rita@example.com", "reason": "no_budget"})
+        assert answer.json["enrollment"] is not None, answer.json
+    make_user(db)
+    sign_in(client)
+    page = client.get("/admin/sequences").text
+    rows = re.findall(r"<tr>(.*?)</tr>", page, re.S)[1:]
+    budget, drafted = rows
+    assert ">active<" in budget and "v1 live" in budget
+    assert "rejected for no budget" in budget and "in DE" in budget
+    cells = re.findall(r'<td class="num">([^<]+)</td>', budget)
+    assert cells == ["2", "2", "0", "0"]  # enrolled, in progress, completed, exited
+    assert "none live" in drafted and "v1 draft" in drafted
+    assert re.findall(r'<td class="num">([^<]+)</td>', drafted) == ["0", "0", "0", "0"]
+
+
+def test_sequences_are_for_marketers_and_admins(client, db):
+    make_user(db, role=Role.SALES_APPROVER)
+    sign_in(client)
+    assert client.get("/admin/sequences").status_code == 403
+    assert "/admin/sequences" not in client.get("/admin/").text  # not in the navigation

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
+from campaigns.overview import list_sequences
 from nurture.clock import utcnow
 from nurture.models import Role, User
 from nurture.reports.digest import key_numbers
@@ -37,6 +38,13 @@ def dashboard() -> Any:
     empty = all(n.value in NOTHING and n.previous in NOTHING for n in numbers)
     return render_template("admin/dashboard.html", numbers=numbers, period=period,
                            previous=period.previous(), empty=empty)
+
+
+@bp.get("/sequences")
+@allow(Role.MARKETER, Role.ADMIN)
+def sequences() -> Any:
+    rows = list_sequences(db_session(), today=utcnow().date())
+    return render_template("admin/sequences.html", sequences=rows)
 
 
 @bp.get("/users")
