@@ -57,6 +57,37 @@ def test_events_whose_job_was_lost_are_enqueued_again_and_run(app, db, job_env):
     assert queue.jobs == []
 
 
+def test_one_waiting_job_stands_for_every_request_and_takes_all_their_events(app, db, job_env):
+    """Requests while a job waits add none; the job takes every event waiting; a request
+    after the job has started kicks a new one (workers/coalescing.py)."""
+    from nurture.web.engagement import hand_on
+    from workers.coalescing import gate_key
+
+    now = utcnow()
+    with db.session_scope() as session:
+        lead = make_lead(session, "ada@example.com")
+        make_message(session, lead)
+        batches = [store_events(session, [event(source_event_id=f"e{n}", occurred_at=now)],
+                                now=now) for n in range(3)]
+    connection = app.extensions["nurture.redis"]
+    queue = Queue("scoring", connection=connection)
+    with app.app_context():
+        for stored in batches:
+            hand_on(stored)
+    first = batches[0].id_range
+    assert [job.args for job in queue.jobs] == [first]  # one job for three requests
+    SimpleWorker([queue], connection=connection).work(burst=True)
+    rows = stored_events(db)
+    assert len(rows) == 3
+    assert all(r.handled_at is not None and r.scored_at is not None for r in rows)
+    assert not connection.exists(gate_key("handle_engagement"))  # the job opened its gate
+    with db.session_scope() as session:
+        later = store_events(session, [event(source_event_id="late", occurred_at=now)], now=now)
+    with app.app_context():
+        hand_on(later)
+    assert [job.args for job in queue.jobs] == [later.id_range]
+
+
 def test_recent_events_are_left_to_their_own_job(app, db):
     now = utcnow()
     stored_range(db, now)

@@ -66,6 +66,11 @@ def handle_engagement(first_id: int, last_id: int) -> dict[str, int]:
             session, ids, now=now, mark=False))  # the scoring hook
         made = new_notifications(session)
     notifying.announce(made)  # recycled leads: the CRM and the rep hear of it after the commit
+    with database.session_scope() as session:  # its own transaction: leads locked in order
+        use_policy(session, RecyclePolicy(sla=settings.sla))
+        live.score_waiting(session, now=utcnow())  # handed on in their request (tracking)
+        made = new_notifications(session)
+    notifying.announce(made)
     if handled.events and connection is not None:  # more may wait (a full batch, another part)
         last = max(handled.event_ids)
         kick(connection, "handle_engagement", last + 1, last + WAITING_LIMIT)

@@ -439,6 +439,20 @@ def score_events(session: Session, first_id: int, last_id: int, *, now: datetime
     return score_rows(session, rows, now=now)
 
 
+def score_waiting(session: Session, *, now: datetime, limit: int = 500) -> Scored:
+    """Score the events handed on but not scored yet, oldest first, up to `limit`: opens and
+    clicks of our own links are handed on inside their request, and the job their request
+    kicks scores them here (the dispatcher's sweep is the fallback)."""
+    rows = session.execute(
+        select(*_core(EVENT_COLUMNS))
+        .where(EVENTS.c.scored_at.is_(None), EVENTS.c.handled_at.is_not(None))
+        .order_by(EVENTS.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return score_rows(session, rows, now=now)
+
+
 def score_claimed(session: Session, event_ids: Iterable[int], *, now: datetime,
                   mark: bool = True) -> Scored:
     """Score the events of `event_ids` not scored yet, which this transaction has locked
