@@ -80,6 +80,9 @@ def test_a_flood_of_sign_ins_is_refused(client, db):
         for n in range(12)]
     assert answers[:10] == [422] * 10
     assert answers[10:] == [429, 429]
+    flooded = client.post("/auth/sign-in", data={"csrf_token": token, "email": "x@example.com",
+                                                 "password": "y"})
+    assert "Too many attempts" in flooded.text and flooded.headers["Retry-After"]
     # the right password is refused too while the limit holds: guessing gains nothing
     refused = client.post("/auth/sign-in", data={
         "csrf_token": token, "email": "mara@example.com", "password": PASSWORD})
@@ -92,6 +95,8 @@ def test_a_post_without_csrf_token_is_400_and_changes_nothing(client, db):
     answer = client.post("/auth/sign-in", data={"email": "mara@example.com",
                                                 "password": PASSWORD})
     assert answer.status_code == 400
+    assert "Nothing was changed" in answer.text  # a page of the layout, saying so
+    assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert client.get("/admin/").status_code == 302  # not signed in
     # signed in, a sign-out without the token keeps the session
     assert sign_in(client).status_code == 302
@@ -106,7 +111,10 @@ def test_a_post_without_csrf_token_is_400_and_changes_nothing(client, db):
 def test_the_users_page_is_for_admins_only(client, db, role, status):
     make_user(db, role=role)
     sign_in(client)
-    assert client.get("/admin/users").status_code == status
+    answer = client.get("/admin/users")
+    assert answer.status_code == status
+    if status == 403:
+        assert "Your role cannot open this page" in answer.text
 
 
 def test_a_rep_has_no_admin_pages(client, db):

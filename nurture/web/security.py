@@ -7,11 +7,14 @@ admin's strict policy is meant for the admin's pages.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, request
+from typing import Any
+
+from flask import Blueprint, Flask, Response, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from nurture.config import Settings
 
@@ -60,8 +63,25 @@ def init_app(app: Flask, settings: Settings) -> None:
         csrf.exempt(exempt)
 
 
+ERROR_TITLES = {
+    400: "That form had expired or was not sent from this site",
+    403: "Your role cannot open this page",
+    404: "There is nothing at this address",
+    429: "Too many attempts",
+}
+"""What a browser page says for an error, above the error's own description."""
+
+
+def _error_page(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    return render_template("layout/error.html", code=code,
+                           title=ERROR_TITLES.get(code, exc.name), detail=exc.description), code
+
+
 def protect(bp: Blueprint) -> None:
-    """The security headers on every answer of a browser blueprint."""
+    """The security headers on every answer of a browser blueprint, and its errors as pages
+    of the layout."""
+    bp.register_error_handler(HTTPException, _error_page)
 
     @bp.after_request
     def _headers(response: Response) -> Response:
