@@ -390,3 +390,110 @@ def test_rebuilt_rollups_equal_the_incremental_ones_after_sla_timers(db):
         {"rep": "sam@example.com", "handoffs": 1, "met": 1, "escalated": 0, "expired": 0,
          "stalled_returns": 1},
     ]
+
+
+# The funnel's closed months: stored figures, used only while untouched (docs/REPORTS.md).
+
+DECEMBER = T0.date().replace(year=2026, month=12, day=15)
+"""A day after the history's month (November 2026) has closed."""
+
+FUNNEL_GROUPINGS = (None, "reason", "sequence", "rep", "team", "source")
+
+
+def _funnel_answers(reader):
+    return {g: report(reader, "funnel", **({"group_by": g} if g else {}))
+            for g in FUNNEL_GROUPINGS}
+
+
+def _touched(db):
+    from nurture.models import ReportFunnelTouched
+
+    with db.session_scope() as session:
+        return sorted(str(c) for c in session.execute(
+            select(ReportFunnelTouched.cohort)).scalars())
+
+
+def _stored(db):
+    from nurture.models import ReportFunnelMonth
+
+    with db.session_scope() as session:
+        return {(str(m.cohort), m.grouping): m.figures
+                for m in session.execute(select(ReportFunnelMonth)).scalars()}
+
+
+def test_a_closed_months_stored_figures_equal_the_live_ones(history, db, reader):
+    from nurture.reports.funnel_months import refresh
+    from nurture.reports.percentiles import live_funnel
+
+    live = _funnel_answers(reader)
+    assert _touched(db) and set(_touched(db)) == {"2026-11-01"}
+    assert refresh(db, today=T0.date()) == 0  # the current month is never stored
+    assert refresh(db, today=DECEMBER) == 1
+    assert _touched(db) == []
+    stored = _stored(db)
+    assert sorted(stored) == [("2026-11-01", g or "") for g in sorted(
+        FUNNEL_GROUPINGS, key=lambda g: g or "")]
+    with db.session_scope() as session:
+        for grouping in FUNNEL_GROUPINGS:
+            computed = live_funnel(session, grouping, [T0.date().replace(day=1)])
+            assert {(k[1] if grouping else None): [list(s) for s in v]
+                    for k, v in computed.items()} == {
+                group: spreads for group, spreads in stored[("2026-11-01", grouping or "")]["rows"]}
+    assert _funnel_answers(reader) == live  # read from the stored month now
+    assert refresh(db, today=DECEMBER) == 0  # nothing touched since
+
+
+def test_a_late_fact_for_a_closed_month_is_counted_at_once_and_stored_again(history, db,
+                                                                            reader):
+    from nurture.reports.funnel_months import refresh
+
+    assert refresh(db, today=DECEMBER) == 1
+    before = report(reader, "funnel")
+    assert [r["count"] for r in before if r["stage"] == "opportunity"] == [1]
+    # B's second pass (rejected again at +4h) becomes an opportunity in December.
+    with db.session_scope() as session:
+        b = session.execute(select(ReportJourney.lead_id).where(
+            ReportJourney.rereject_reason == "no_need")).scalar_one()
+    outcome(db, b, OutcomeKind.OPPORTUNITY_CREATED, at=T0 + timedelta(days=20))
+    assert _touched(db) == ["2026-11-01"]
+    after = report(reader, "funnel")  # computed live: the month was touched
+    assert [(r["count"], r["median_seconds"]) for r in after if r["stage"] == "opportunity"] \
+        == [(2, 82620)]
+    assert refresh(db, today=DECEMBER) == 1
+    assert _touched(db) == []
+    assert report(reader, "funnel") == after
+    by_team = [(r["team"], r["count"]) for r in report(reader, "funnel", group_by="team")
+               if r["stage"] == "opportunity"]
+    assert by_team == [("east", 1), ("west", 1)]
+
+
+def test_a_change_committed_while_a_month_is_stored_keeps_it_live(history, db, reader):
+    """The refresh's snapshot does not see a fact committed after it began: that fact's
+    touch survives the refresh, so the month is still computed live, and right."""
+    from nurture.reports.funnel_months import refresh, refresh_isolation, store_month
+
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no refresh runs beside a writer")
+    with db.session_scope() as session:
+        b = session.execute(select(ReportJourney.lead_id).where(
+            ReportJourney.rereject_reason == "no_need")).scalar_one()
+    november = T0.date().replace(day=1)
+    with db.session_scope() as refreshing:
+        refresh_isolation(refreshing)
+        refreshing.execute(select(1))  # its snapshot
+        outcome(db, b, OutcomeKind.OPPORTUNITY_CREATED, at=T0 + timedelta(days=20))
+        store_month(refreshing, november)
+    assert _touched(db) == ["2026-11-01"]
+    assert [r["count"] for r in report(reader, "funnel") if r["stage"] == "opportunity"] == [2]
+    assert refresh(db, today=DECEMBER) == 1
+    assert [r["count"] for r in report(reader, "funnel") if r["stage"] == "opportunity"] == [2]
+
+
+def test_the_rebuild_forgets_stored_months_and_marks_every_cohort(history, db):
+    from nurture.reports.funnel_months import refresh
+
+    assert refresh(db, today=DECEMBER) == 1
+    with db.session_scope() as session:
+        rebuild(session)
+    assert _stored(db) == {}
+    assert _touched(db) == ["2026-11-01"]

@@ -37,6 +37,7 @@ from nurture.engagement.handling import unhandled_ranges
 from nurture.engagement.webhooks import prune_mailgun_tokens
 from nurture.handoffs import timers
 from nurture.handoffs.delivery import due_notifications
+from nurture.reports import funnel_months
 from nurture.scoring.rescoring import unfinished_rescores, unscored_ranges
 from workers import digests
 from workers.queues import enqueue
@@ -178,6 +179,12 @@ def dispatch_digest(tick: Tick) -> None:
         enqueue(tick.redis, "send_digest", start.isoformat(), key=(start.strftime("%Y%m%d"),))
 
 
+def refresh_funnel_months(tick: Tick) -> None:
+    """Store again the funnel figures of closed cohort months whose journeys changed
+    (docs/REPORTS.md, "The funnel's months"); until then reports compute them live."""
+    funnel_months.refresh(tick.database, today=tick.now.date())
+
+
 MAILGUN_TOKENS_KEPT = timedelta(days=1)
 """Mailgun tokens are kept this long: far past their signature's 5 minutes, so a replay of
 one is still refused by its signature alone once the token is forgotten."""
@@ -197,6 +204,7 @@ PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("notifications", timedelta(0), dispatch_notifications),
     PeriodicTask("sla_timers", timedelta(0), dispatch_sla_timers),
     PeriodicTask("digest", timedelta(minutes=1), dispatch_digest),
+    PeriodicTask("funnel_months", timedelta(minutes=1), refresh_funnel_months),
 )
 """The dispatcher's work, as data. Due drip steps, SLA timers and retries get their rows here."""
 

@@ -8,6 +8,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from nurture.clock import utcnow
+from nurture.reports.funnel_months import refresh as refresh_funnel_months
 from nurture.reports.rebuild import rebuild as rebuild_rollups
 
 
@@ -21,9 +23,14 @@ def reports() -> None:
 def rebuild() -> None:
     """Recompute the report rollups from the facts, in one transaction."""
     started = time.monotonic()
-    with current_app.extensions["nurture.db"].session_scope() as session:
+    database = current_app.extensions["nurture.db"]
+    with database.session_scope() as session:
         done = rebuild_rollups(session)
     click.echo(f"rebuilt {done.journeys} journeys and {done.counters} counters "
+               f"in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
+    stored = refresh_funnel_months(database, today=utcnow().date())
+    click.echo(f"stored the funnel of {stored} closed cohort months "
                f"in {time.monotonic() - started:.1f} s")
 
 

@@ -50,7 +50,14 @@ from nurture.models.leads import (
     RejectionReason,
 )
 from nurture.models.outcomes import LossReason, Outcome, OutcomeKind
-from nurture.models.reports import Digest, DigestStatus, ReportCount, ReportJourney
+from nurture.models.reports import (
+    Digest,
+    DigestStatus,
+    ReportCount,
+    ReportFunnelMonth,
+    ReportFunnelTouched,
+    ReportJourney,
+)
 from nurture.models.scoring import (
     ApprovalRole,
     Backtest,
@@ -109,6 +116,8 @@ __all__ = [
     "Rejection",
     "RejectionReason",
     "ReportCount",
+    "ReportFunnelMonth",
+    "ReportFunnelTouched",
     "ReportJourney",
     "RescoreRange",
     "Role",

@@ -24,7 +24,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nurture.models.base import Base, BigId, id_pk, short_str, str_enum
+from nurture.models.base import Base, BigId, JsonObject, id_pk, short_str, str_enum
 
 Money = Numeric(18, 2)
 
@@ -73,6 +73,30 @@ class ReportJourney(Base):
     opportunity_at: Mapped[datetime | None]
     won_at: Mapped[datetime | None]
     revenue: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class ReportFunnelMonth(Base):
+    """One cohort month's funnel figures for one grouping ('' for none), as computed from
+    the journeys in one snapshot (`nurture.reports.funnel_months`). Valid only while no
+    `ReportFunnelTouched` row names its cohort: a journey of the cohort changed since."""
+
+    __tablename__ = "report_funnel_months"
+
+    cohort: Mapped[date] = mapped_column(Date, primary_key=True)
+    grouping: Mapped[str] = mapped_column(String(16), primary_key=True, default="")
+    figures: Mapped[dict] = mapped_column(JsonObject)
+    """{"rows": [[group value or null, [[count, median, p90] per stage]], ...]}."""
+
+
+class ReportFunnelTouched(Base):
+    """A journey of `cohort` changed in a way the funnel sees. Plain inserts (no unique key,
+    so writers never wait on each other for it); the refresh deletes the rows it saw."""
+
+    __tablename__ = "report_funnel_touched"
+    __table_args__ = (Index("ix_report_funnel_touched_cohort", "cohort"),)
+
+    id: Mapped[id_pk]
+    cohort: Mapped[date] = mapped_column(Date)
 
 
 class ReportCount(Base):

@@ -24,8 +24,9 @@ from nurture.models import (
     ReportJourney,
     Sequence,
 )
+from nurture.reports.funnel_months import funnel_stats
 from nurture.reports.params import ReportQuery, ratio
-from nurture.reports.percentiles import SPEED_LEGS, funnel_stats, qualifying_stats, speed_stats
+from nurture.reports.percentiles import SPEED_LEGS, qualifying_stats, speed_stats
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -86,12 +86,15 @@ def _sort_in_memory(session: Session) -> None:
     session.execute(text("SET LOCAL jit = off"))
 
 
-def funnel_stats(session: Session, query: ReportQuery) -> dict[tuple[Any, ...], list[Spread]]:
+def live_funnel(session: Session, group_by: str | None,
+                cohorts: Sequence[date]) -> dict[tuple[Any, ...], list[Spread]]:
     """(cohort[, group]) → per stage: leads that reached it, and the median and p90 seconds
-    from the stage before (for leads that reached both)."""
-    group = JOURNEY_GROUP.get(query.group_by or "")
+    from the stage before (for leads that reached both), computed from the journeys of
+    these cohort months (`nurture.reports.funnel_months` keeps closed months' figures)."""
+    if not cohorts:
+        return {}
+    group = JOURNEY_GROUP.get(group_by or "")
     width = 2 if group else 1
-    bounds = {"first": query.period.first_cohort, "last": query.period.end}
     if _postgresql(session):
         _sort_in_memory(session)
         keys = "cohort" + (f", {group}" if group else "")
@@ -102,14 +105,15 @@ def funnel_stats(session: Session, query: ReportQuery) -> dict[tuple[Any, ...], 
                       f"(ORDER BY {_pg_whole(later, earlier, 1000)})"]
         rows = session.execute(text(
             f"SELECT {keys}, {', '.join(parts)} FROM report_journeys "
-            f"WHERE cohort >= :first AND cohort <= :last GROUP BY {keys}"), bounds).all()
+            f"WHERE cohort = ANY(:cohorts) GROUP BY {keys}"),
+            {"cohorts": sorted(cohorts)}).all()
         return {tuple(row[:width]): _unpack(row[width:]) for row in rows}
     columns = [getattr(ReportJourney, c) for c in STAGE_COLUMNS]
     extra = [getattr(ReportJourney, group)] if group else []
     buckets: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
     for row in session.execute(
         select(ReportJourney.cohort, *extra, *columns)
-        .where(ReportJourney.cohort >= bounds["first"], ReportJourney.cohort <= bounds["last"])
+        .where(ReportJourney.cohort.in_(sorted(cohorts)))
     ).all():
         buckets[tuple(row[:width])].append(row[width:])
     second = timedelta(seconds=1)

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from nurture.models import Handoff, ReportCount, ReportJourney
+from nurture.reports.funnel_months import touch_every_month
 from nurture.rollups.counts import add_counts, key
 from nurture.rollups.journeys import HUMAN_ENGAGEMENT, NOT_READY, explained_collateral
 
@@ -69,6 +70,7 @@ def rebuild(session: Session) -> Rebuilt:
     _journeys(session, d)
     _counters(session, d)
     _explained(session)
+    touch_every_month(session)
     session.flush()
     return Rebuilt(
         session.execute(select(func.count()).select_from(ReportJourney)).scalar_one(),

@@ -25,6 +25,7 @@ from nurture.models import (
     Lead,
     Message,
     Rejection,
+    ReportFunnelTouched,
     ReportJourney,
     ScoreLedgerEntry,
     User,
@@ -51,6 +52,12 @@ def cohort_of(at: datetime) -> date:
     """The month (its first day, UTC) a lead entered nurture."""
     at = at.astimezone(UTC)
     return date(at.year, at.month, 1)
+
+
+def funnel_touched(session: Session, cohorts: Iterable[date]) -> None:
+    """Journeys of these cohorts changed a stage or a grouping: their stored funnel figures
+    no longer hold (one plain insert per cohort; nothing waits on anyone)."""
+    session.add_all(ReportFunnelTouched(cohort=c) for c in sorted(set(cohorts)))
 
 
 def team_of(session: Session, email: str | None) -> str:
@@ -85,6 +92,7 @@ def entered_nurture(session: Session, lead: Lead, *, rejection: Rejection | None
         entered_at=at, cohort=cohort_of(at), reason=reason, rep_email=rep, team=team,
         source=source, sequence_id=0, delivered=0, engagements=0, handoff_rep="",
     ))
+    funnel_touched(session, [cohort_of(at)])
     count(session, "rejection" if rejection is not None else NOT_READY, at, reason=reason,
           rep_email=rep, team=team, source=source)
 
@@ -97,6 +105,7 @@ def enrolled(session: Session, lead_id: int, sequence_id: int, *, at: datetime) 
             journey.nurtured_at = at
         if not journey.sequence_id:
             journey.sequence_id = sequence_id
+        funnel_touched(session, [journey.cohort])
     count(session, "enrolled", at, sequence_id=sequence_id,
           reason=journey.reason if journey else None, source=journey.source if journey else None)
 
@@ -181,6 +190,9 @@ def engaged(session: Session, events: Iterable[Any]) -> None:
             .execution_options(synchronize_session=False),
             [{"lead": lead_id, "at_": at} for lead_id, at in sorted(touches)],
         )
+        funnel_touched(session, session.execute(
+            select(_J.cohort).distinct()
+            .where(_J.lead_id.in_(sorted({lead_id for lead_id, _ in touches})))).scalars())
 
 
 def _steps_of(session: Session, message_ids: set[int]) -> dict[int, tuple[int, str]]:
@@ -231,6 +243,7 @@ def recycled(session: Session, handoff: Handoff, *, at: datetime) -> None:
         journey.qualified_at = handoff.qualified_at
         journey.handoff_id = handoff.id
         journey.handoff_rep = rep
+        funnel_touched(session, [journey.cohort])
     count(session, "recycled", at, rep_email=rep, team=team,
           reason=journey.reason if journey else None, source=journey.source if journey else None)
     sequences = session.execute(
@@ -273,6 +286,7 @@ def answered(session: Session, handoff: Handoff, *, accepted: bool, reason: str 
     if journey is not None:
         if accepted:
             journey.accepted_at = at
+            funnel_touched(session, [journey.cohort])
         else:
             journey.rerejected_at = at
             journey.rereject_reason = reason
@@ -310,3 +324,4 @@ def outcome(session: Session, lead_id: int, kind: str, *, amount: Decimal | None
         elif kind == "won" and journey.won_at is None:
             journey.won_at = at
             journey.revenue = amount
+        funnel_touched(session, [journey.cohort])
