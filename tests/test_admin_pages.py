@@ -82,3 +82,25 @@ def test_sequences_are_for_marketers_and_admins(client, db):
     sign_in(client)
     assert client.get("/admin/sequences").status_code == 403
     assert "/admin/sequences" not in client.get("/admin/").text  # not in the navigation
+
+
+def test_the_sequence_list_shows_the_reports_requalification_rate(client, db, make_token):
+    from nurture.clock import utcnow
+    from nurture.models import ReportCount
+    from tests.conftest import Api
+    from tests.test_api_sequences import make_collateral
+    from tests.test_routing import sequence
+
+    marketer = Api(client, make_token(Role.MARKETER, "m"))
+    make_collateral(db)
+    sequence_id = sequence(marketer, "budget", reasons=("no_budget",))
+    today = utcnow().date()
+    with db.session_scope() as session:  # the rollups as the engine writes them
+        session.add_all([
+            ReportCount(day=today, metric="enrolled", sequence_id=sequence_id, n=8),
+            ReportCount(day=today, metric="requalified", sequence_id=sequence_id, n=2),
+        ])
+    make_user(db)
+    sign_in(client)
+    page = client.get("/admin/sequences").text
+    assert "25%" in page and "2 of 8" in page

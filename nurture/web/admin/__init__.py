@@ -11,8 +11,9 @@ from sqlalchemy import select
 from campaigns.overview import list_sequences
 from nurture.clock import utcnow
 from nurture.models import Role, User
+from nurture.reports import figures
 from nurture.reports.digest import key_numbers
-from nurture.reports.params import Period
+from nurture.reports.params import Period, ReportQuery
 from nurture.web import db_session
 from nurture.web.access import allow, require_declared_roles
 from nurture.web.layout import STAFF
@@ -24,6 +25,9 @@ require_declared_roles(bp)
 
 DASHBOARD_DAYS = 30
 """The dashboard's period: the last this many whole days, today included."""
+
+REQUALIFICATION_DAYS = 180
+"""The sequence list's requalification rate counts the leads enrolled in this many days."""
 
 NOTHING = ("0", "0.00", "n/a")
 """How the digest's numbers read when nothing happened."""
@@ -43,8 +47,13 @@ def dashboard() -> Any:
 @bp.get("/sequences")
 @allow(Role.MARKETER, Role.ADMIN)
 def sequences() -> Any:
-    rows = list_sequences(db_session(), today=utcnow().date())
-    return render_template("admin/sequences.html", sequences=rows)
+    session, today = db_session(), utcnow().date()
+    period = Period(today - timedelta(days=REQUALIFICATION_DAYS - 1), today)
+    report = figures.sequences(session, ReportQuery(period, None))
+    requalified = {r["sequence"]: (r["requalified"], r["enrolled"])
+                   for r in report.rows if r["step"] == ""}
+    return render_template("admin/sequences.html", sequences=list_sequences(session, today=today),
+                           requalified=requalified, requalification_days=REQUALIFICATION_DAYS)
 
 
 @bp.get("/users")
