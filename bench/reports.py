@@ -268,6 +268,9 @@ def main() -> None:
     parser.add_argument("--db", metavar="NAME",
                         help="generate the data once into this database and keep it; reuse it "
                              "when it is there")
+    parser.add_argument("--touched-months", type=int, default=0, metavar="N",
+                        help="after storing the funnel's months, mark the last N closed ones "
+                             "touched (as writers would), so the funnel computes them live")
     parser.add_argument("--report", action="append", choices=tuple(REPORTS),
                         help="time only this report (repeatable)")
     args = parser.parse_args()
@@ -312,6 +315,13 @@ def main() -> None:
         if args.only == "rebuild":
             database.dispose()
             return
+        if args.touched_months:
+            with psycopg.connect(raw, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO report_funnel_touched (cohort) SELECT DISTINCT cohort "
+                    "FROM report_funnel_months WHERE cohort >= date_trunc('month', now()) "
+                    "- make_interval(months => %s)", (args.touched_months,))
+            print(f"marked the last {args.touched_months} closed cohort months touched")
         meter = CpuMeter(name).start()
         started = time.perf_counter()
         figures = _time_reports(database, args.runs, args.report)

@@ -23,6 +23,7 @@ from nurture.handoffs.policy import RecyclePolicy
 from nurture.models import (
     EngagementEvent,
     EventType,
+    Lead,
     Message,
     Outcome,
     OutcomeKind,
@@ -497,3 +498,19 @@ def test_the_rebuild_forgets_stored_months_and_marks_every_cohort(history, db):
         rebuild(session)
     assert _stored(db) == {}
     assert _touched(db) == ["2026-11-01"]
+
+
+def test_only_a_first_engagement_touches_a_stored_month(history, db, reader):
+    from nurture.reports.funnel_months import refresh
+
+    assert refresh(db, today=DECEMBER) == 1
+    with db.session_scope() as session:
+        leads = {u.email: u.id for u in session.execute(select(Lead)).scalars()}
+    later = T0 + timedelta(days=20)
+    events(db, [IncomingEvent(source="api", source_event_id="a-again", type=EventType.PAGE_VIEW,
+                              occurred_at=later, lead_id=leads["a@example.com"])], now=later)
+    assert _touched(db) == []  # A engaged long before: the funnel does not move
+    events(db, [IncomingEvent(source="api", source_event_id="c-first", type=EventType.PAGE_VIEW,
+                              occurred_at=later, lead_id=leads["c@example.com"])], now=later)
+    assert _touched(db) == ["2026-11-01"]
+    assert [r["count"] for r in report(reader, "funnel") if r["stage"] == "engaged"] == [3]

@@ -190,9 +190,14 @@ def engaged(session: Session, events: Iterable[Any]) -> None:
             .execution_options(synchronize_session=False),
             [{"lead": lead_id, "at_": at} for lead_id, at in sorted(touches)],
         )
+        # Only a first engagement moves the funnel: mark the cohorts of those leads' journeys
+        # not engaged before the earliest of these events (a superset of those changed above;
+        # a repeat engagement, the common case, marks nothing).
+        earliest = min(at for _, at in touches)
         funnel_touched(session, session.execute(
             select(_J.cohort).distinct()
-            .where(_J.lead_id.in_(sorted({lead_id for lead_id, _ in touches})))).scalars())
+            .where(_J.lead_id.in_(sorted({lead_id for lead_id, _ in touches})),
+                   _J.engaged_at.is_(None) | (_J.engaged_at >= earliest))).scalars())
 
 
 def _steps_of(session: Session, message_ids: set[int]) -> dict[int, tuple[int, str]]:
