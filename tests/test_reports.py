@@ -514,3 +514,31 @@ def test_only_a_first_engagement_touches_a_stored_month(history, db, reader):
                               occurred_at=later, lead_id=leads["c@example.com"])], now=later)
     assert _touched(db) == ["2026-11-01"]
     assert [r["count"] for r in report(reader, "funnel") if r["stage"] == "engaged"] == [3]
+
+
+def test_the_dispatcher_has_touched_closed_months_stored_by_one_job(history, app, db, reader,
+                                                                     service_env, monkeypatch):
+    from datetime import UTC, datetime
+
+    from rq import SimpleWorker
+
+    from workers.dispatcher import Tick, dispatch_funnel_months
+    from workers.queues import all_queues
+
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)  # the worker's settings
+    redis = app.extensions["nurture.redis"]
+    november = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    dispatch_funnel_months(Tick(redis, db, "test", november))  # the open month: nothing
+    assert sum(q.count for q in all_queues(redis)) == 0
+    live = _funnel_answers(reader)
+    december = datetime(2026, 12, 1, 0, 1, tzinfo=UTC)
+    dispatch_funnel_months(Tick(redis, db, "test", december))
+    dispatch_funnel_months(Tick(redis, db, "test", december))  # one job, not two
+    assert sum(q.count for q in all_queues(redis)) == 1
+    SimpleWorker(all_queues(redis), connection=redis).work(burst=True, logging_level="WARNING")
+    assert _touched(db) == []
+    assert len(_stored(db)) == len(FUNNEL_GROUPINGS)
+    assert _funnel_answers(reader) == live
+    dispatch_funnel_months(Tick(redis, db, "test", december))  # nothing touched since
+    assert sum(q.count for q in all_queues(redis)) == 0

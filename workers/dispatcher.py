@@ -179,10 +179,14 @@ def dispatch_digest(tick: Tick) -> None:
         enqueue(tick.redis, "send_digest", start.isoformat(), key=(start.strftime("%Y%m%d"),))
 
 
-def refresh_funnel_months(tick: Tick) -> None:
-    """Store again the funnel figures of closed cohort months whose journeys changed
-    (docs/REPORTS.md, "The funnel's months"); until then reports compute them live."""
-    funnel_months.refresh(tick.database, today=tick.now.date())
+def dispatch_funnel_months(tick: Tick) -> None:
+    """When a closed cohort month's journeys changed since its funnel figures were stored,
+    enqueue the one job that stores them again (docs/REPORTS.md, "The funnel's months");
+    until then reports compute that month live."""
+    with tick.database.session_scope() as session:
+        stale = funnel_months.stale_months(session, today=tick.now.date())
+    if stale:
+        enqueue(tick.redis, "refresh_funnel_months", tick.now.date().isoformat(), key=())
 
 
 MAILGUN_TOKENS_KEPT = timedelta(days=1)
@@ -204,7 +208,7 @@ PERIODIC_TASKS: tuple[PeriodicTask, ...] = (
     PeriodicTask("notifications", timedelta(0), dispatch_notifications),
     PeriodicTask("sla_timers", timedelta(0), dispatch_sla_timers),
     PeriodicTask("digest", timedelta(minutes=1), dispatch_digest),
-    PeriodicTask("funnel_months", timedelta(minutes=1), refresh_funnel_months),
+    PeriodicTask("funnel_months", timedelta(minutes=1), dispatch_funnel_months),
 )
 """The dispatcher's work, as data. Due drip steps, SLA timers and retries get their rows here."""
 

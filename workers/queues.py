@@ -130,6 +130,13 @@ JOB_KINDS: Mapping[str, JobKind] = {
             queue=QueueName.DEFAULT, timeout_s=5 * MINUTE, result_ttl_s=DAY,
             failure_ttl_s=7 * DAY,
         ),
+        # The funnel's closed cohort months touched since they were stored, stored again
+        # (about a second a month at a million leads); one at a time, safe to repeat.
+        JobKind(
+            name="refresh_funnel_months", function="workers.funnel.refresh_funnel_months",
+            queue=QueueName.DEFAULT, timeout_s=30 * MINUTE, result_ttl_s=HOUR,
+            failure_ttl_s=7 * DAY,
+        ),
         # A handoff's SLA timer fired: remind or reassign. Safe to repeat (checks it is due).
         JobKind(
             name="escalate_handoff", function="workers.notifying.escalate_handoff",

@@ -11,11 +11,11 @@ engaged, recycled, accepted, an outcome) inserts a `report_funnel_touched` row f
 cohort (`nurture.rollups.journeys.funnel_touched`); a month's stored figures are used only
 while no such row names it, read in the same statement, so a report never answers stale
 figures: a touched month is computed live from its journeys, as the current month always
-is. The dispatcher's `funnel_months` task stores touched closed months again: one month
-per transaction, from one snapshot (REPEATABLE READ on PostgreSQL) that also lists the
-touched rows it then deletes, so a change committed after that snapshot keeps its row and
-its month stays live; two refreshes of one month at once: the later fails to serialize and
-leaves it to the next tick.
+is. The dispatcher's `funnel_months` task has the `refresh_funnel_months` job store
+touched closed months again: one month per transaction, from one snapshot (REPEATABLE READ
+on PostgreSQL) that also lists the touched rows it then deletes, so a change committed after
+that snapshot keeps its row and its month stays live; two refreshes of one month at once:
+the later fails to serialize and leaves it to the next run.
 """
 
 from __future__ import annotations
