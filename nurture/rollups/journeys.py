@@ -101,11 +101,12 @@ def enrolled(session: Session, lead_id: int, sequence_id: int, *, at: datetime) 
     """The lead is nurtured: the first enrollment of its journey sets when and where."""
     journey = _journey(session, lead_id, at)
     if journey is not None:
+        if journey.nurtured_at is None or not journey.sequence_id:
+            funnel_touched(session, [journey.cohort])
         if journey.nurtured_at is None:
             journey.nurtured_at = at
         if not journey.sequence_id:
             journey.sequence_id = sequence_id
-        funnel_touched(session, [journey.cohort])
     count(session, "enrolled", at, sequence_id=sequence_id,
           reason=journey.reason if journey else None, source=journey.source if journey else None)
 
