@@ -55,7 +55,7 @@ from nurture.embedded_redis import EmbeddedRedis, free_port
 from nurture.migrate import upgrade_database
 from nurture.testing import scratch_database
 from workers.connection import redis_connection
-from workers.dispatcher import Tick, dispatch_due_steps
+from workers.dispatcher import SEND_BATCH, Tick, dispatch_due_steps
 
 SIZES = (10_000, 100_000, 1_000_000)
 """Enrollments in the table at each claim measurement; --quick leaves out the last."""
@@ -388,7 +388,8 @@ def postgres_pids() -> list[int]:
 
 def sending(database: Database, database_url: str, emails: int, workdir: Path) -> None:
     print(f"\n2. Emails/s: {emails:,} due enrollments, one email each, rendered and sent by "
-          f"{WORKERS} `nurture worker` processes (jobs of 100) to an SMTP sink in its own process")
+          f"{WORKERS} `nurture worker` processes (jobs of {SEND_BATCH}) to an SMTP sink in its own "
+          "process")
     with database.engine.begin() as conn:
         conn.execute(text("TRUNCATE leads, sequences RESTART IDENTITY CASCADE"))
     sequence = active_sequence(database)
@@ -426,7 +427,7 @@ def sending(database: Database, database_url: str, emails: int, workdir: Path) -
             dispatch_due_steps(Tick(redis, database, "bench", utcnow()))
             wait_until(lambda: count.value >= emails, SENDING_TIMEOUT_S, "every email")
             elapsed = time.perf_counter() - started
-            jobs_enqueued = -(-emails // 100)
+            jobs_enqueued = -(-emails // SEND_BATCH)
             wait_until(lambda: len(job_times(logs)) >= jobs_enqueued, 60, "the last jobs to end")
             used = {name: cpu_seconds(pids()) - before[name] for name, pids in groups.items()}
         finally:

@@ -49,6 +49,7 @@ from nurture.models import (
 )
 from tests.test_processes import Nurture, clean_env, free_port, wait_until
 from workers.connection import redis_connection
+from workers.dispatcher import SEND_BATCH
 from workers.queues import QueueName, queue
 
 START_TIMEOUT_S = 60.0
@@ -58,13 +59,13 @@ FLOW_TIMEOUT_S = 30.0
 """Longest the test waits for something the engine does within seconds."""
 
 BATCH_TIMEOUT_S = 180.0
-"""Longest a fault test waits for its whole batch (400 emails) to be settled."""
+"""Longest a fault test waits for its whole batch (1,200 emails) to be settled."""
 
-FAULT_LEADS = 200
-"""Leads rejected at once in the fault tests (two sending jobs of 100)."""
+FAULT_LEADS = SEND_BATCH + 100
+"""Leads rejected at once in the fault tests: two sending jobs, one running, one waiting."""
 
 FAULT_AFTER = 20
-"""The fault strikes once this many emails have arrived (inside the first job of 100)."""
+"""The fault strikes once this many emails have arrived (inside the job)."""
 
 WEEK = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
