@@ -37,7 +37,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from nurture.web import admin, api, auth, files, health, layout, security, tracking, webhooks
+    from nurture.web import (
+        admin,
+        api,
+        auth,
+        files,
+        health,
+        layout,
+        reps,
+        security,
+        tracking,
+        webhooks,
+    )
 
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
@@ -48,4 +59,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(layout.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(reps.bp)
     return app

@@ -99,5 +99,7 @@ def safe_next(target: str | None) -> str | None:
 def home_for(role: Role) -> str:
     """Where a user of this role starts."""
     if role == Role.REP:
+        if "reps.inbox" in current_app.view_functions:
+            return url_for("reps.inbox")
         return url_for("auth.account")
     return url_for("admin.dashboard")

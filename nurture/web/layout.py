@@ -33,9 +33,19 @@ class NavItem:
     roles: tuple[Role, ...]
 
 
+MARKETING = (Role.MARKETER, Role.ADMIN)
+
 NAVIGATION = (
     NavItem("admin.dashboard", "Dashboard", STAFF),
-    NavItem("admin.sequences", "Sequences", (Role.MARKETER, Role.ADMIN)),
+    NavItem("admin.approvals", "Approvals", (Role.SALES_APPROVER, Role.ADMIN)),
+    NavItem("admin.sequences", "Sequences", MARKETING),
+    NavItem("admin.templates", "Templates", MARKETING),
+    NavItem("admin.collateral", "Collateral", STAFF),
+    NavItem("admin.leads", "Leads", STAFF),
+    NavItem("admin.scoring", "Scoring & SLA", STAFF),
+    NavItem("admin.reports", "Reports", STAFF),
+    NavItem("reps.inbox", "Inbox", (Role.REP,)),
+    NavItem("admin.operations", "Operations", (Role.ADMIN,)),
     NavItem("admin.users", "Users", (Role.ADMIN,)),
 )
 """The main navigation; each user sees the items of their role whose page exists."""
@@ -50,7 +60,7 @@ def _navigation() -> dict[str, Any]:
         for item in NAVIGATION:
             if current_user.role in item.roles and item.endpoint in current_app.view_functions:
                 items.append({"url": url_for(item.endpoint), "label": item.label,
-                              "current": request.endpoint == item.endpoint})
+                              "current": _is_current(item.endpoint)})
     return {"navigation": items}
 
 
@@ -61,3 +71,16 @@ def index() -> Any:
     if current_user.is_authenticated:
         return redirect(home_for(current_user.role))
     return redirect(url_for("auth.sign_in"))
+
+
+SECTIONS = {"admin.templates": "admin.template", "admin.collateral": "admin.collateral_",
+            "admin.leads": "admin.lead", "admin.sequences": "admin.sequence",
+            "admin.scoring": "admin.scoring", "admin.reports": "admin.report",
+            "admin.approvals": "admin.approval", "admin.operations": "admin.operations",
+            "reps.inbox": "reps."}
+"""A navigation item stays current on its section's inner pages: endpoints with this prefix."""
+
+
+def _is_current(endpoint: str) -> bool:
+    here = request.endpoint or ""
+    return here == endpoint or here.startswith(SECTIONS.get(endpoint, "\0"))
