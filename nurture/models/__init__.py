@@ -16,6 +16,7 @@ from nurture.models.campaigns import (
     SequenceVersion,
     Suppression,
     SuppressionReason,
+    SuppressionRemoval,
 )
 from nurture.models.collateral import (
     Collateral,
@@ -30,6 +31,8 @@ from nurture.models.engagement import (
     MailgunToken,
     SnsSubscription,
     SnsSubscriptionStatus,
+    WebhookReceipt,
+    WebhookRefusal,
 )
 from nurture.models.handoffs import (
     Handoff,
@@ -134,5 +137,8 @@ __all__ = [
     "SnsSubscriptionStatus",
     "Suppression",
     "SuppressionReason",
+    "SuppressionRemoval",
     "User",
+    "WebhookReceipt",
+    "WebhookRefusal",
 ]

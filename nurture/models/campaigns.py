@@ -204,3 +204,20 @@ class Suppression(Base):
     )
     source: Mapped[short_str | None]
     created_at: Mapped[datetime]
+
+
+class SuppressionRemoval(Base):
+    """An address taken off the suppression list by an operator, with why (kept for audit:
+    the suppression itself is deleted, so Nurture may email the address again)."""
+
+    __tablename__ = "suppression_removals"
+
+    id: Mapped[id_pk]
+    email: Mapped[email_str] = mapped_column(index=True)
+    suppressed_reason: Mapped[str] = mapped_column(String(32))
+    suppressed_source: Mapped[short_str | None]
+    suppressed_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    """The operator's reason for removing it."""
+    removed_by: Mapped[email_str]
+    removed_at: Mapped[datetime]

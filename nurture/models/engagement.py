@@ -10,7 +10,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.models.base import Base, BigId, id_pk, str_enum
@@ -126,3 +126,30 @@ class SnsSubscription(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
     confirmed_at: Mapped[datetime | None]
+
+
+class WebhookRefusal(Base):
+    """A provider webhook request refused (bad signature, malformed body, not configured…):
+    what the operators' integrations page shows. Only the last few per provider are kept."""
+
+    __tablename__ = "webhook_refusals"
+    __table_args__ = (Index("ix_webhook_refusals_provider_id", "provider", "id"),)
+
+    id: Mapped[id_pk]
+    provider: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int] = mapped_column(Integer)
+    """The HTTP status answered (400, 401, 403, 503…)."""
+    reason: Mapped[str] = mapped_column(Text)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+
+
+class WebhookReceipt(Base):
+    """When a provider's webhook last had events accepted (written at most once a minute)."""
+
+    __tablename__ = "webhook_receipts"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_accepted_at: Mapped[datetime]
+    last_events: Mapped[int] = mapped_column(Integer)
+    """Events in that request (accepted and duplicates)."""

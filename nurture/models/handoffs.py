@@ -179,6 +179,8 @@ class NotificationAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    """The start of the receiver's answer (what a CRM said when it refused), for the admin."""
 
 
 class LongTermNurture(Base):
