@@ -118,6 +118,11 @@ def transition(
             f"version {version.version} is {version.status.value}; "
             f"cannot {action.replace('_', ' ')} it"
         )
+    if action == "approve" and actor.user_id is not None and actor.user_id in _authors(
+            session, version):
+        raise Conflict(f"you wrote or submitted version {version.version}; sales signs what it "
+                       "did not write, so another sales approver must approve it",
+                       {"approvals": ["the author cannot give the sales approval"]})
     if action == "request_changes" and not (comment and comment.strip()):
         raise InvalidInput("say what to change", {"comment": ["required when requesting changes"]})
     previous = version.status
@@ -125,6 +130,16 @@ def transition(
     _record(session, version, previous, target, actor=actor, comment=comment, now=now)
     session.flush()
     return version
+
+
+def _authors(session: Session, version: CollateralVersion) -> set[int]:
+    """Who wrote the version or submitted it for approval (user ids)."""
+    submitters = session.execute(
+        select(CollateralTransition.actor_id).where(
+            CollateralTransition.version_id == version.id,
+            CollateralTransition.to_status == S.SUBMITTED)
+    ).scalars()
+    return {user_id for user_id in (version.created_by, *submitters) if user_id is not None}
 
 
 def _record(

@@ -23,7 +23,7 @@ from nurture.accounts.services import Actor
 from nurture.clock import iso
 from nurture.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nurture.fields import field_errors
-from nurture.models import ApprovalRole, DocumentStatus, Role
+from nurture.models import ApprovalRole, ChangeRequest, DocumentStatus, Role
 
 INSTALLATION = "installation"
 """Who is recorded as approving and activating a default installed on a fresh database."""
@@ -126,6 +126,10 @@ def approve(session: Session, kind: Approvable, row_id: int, *, actor: Actor,
     role = _approval_role(kind, actor)
     row = get(session, kind, row_id)
     _reviewable(kind, row, "approved")
+    if role == ApprovalRole.SALES_APPROVER and row.created_by.lower() == actor.email.lower():
+        raise Conflict(f"you wrote {kind.label} version {row.version}; sales signs what it did "
+                       "not write, so another sales approver must approve it",
+                       {"approvals": ["the author cannot give the sales approval"]})
     roles = set(_live_approvals(session, kind, row.id))
     if role not in roles:
         session.add(kind.approval(**{kind.owner: row.id}, role=role, approved_by=actor.email,
@@ -135,6 +139,44 @@ def approve(session: Session, kind: Approvable, row_id: int, *, actor: Actor,
         row.status = DocumentStatus.APPROVED
     session.flush()
     return row
+
+
+def request_changes(session: Session, kind: Approvable, row_id: int, *, actor: Actor,
+                    comment: str, now: datetime) -> Any:
+    """A sales approver sends the version back to its author with a comment: every live
+    approval is withdrawn (the version is a draft that nobody has submitted) and the comment
+    is recorded for the author (`ChangeRequest`). The author drafts a new version."""
+    if actor.role != Role.SALES_APPROVER:
+        raise Forbidden(f"only a sales approver requests changes to a {kind.label}")
+    text = (comment or "").strip()
+    if not text:
+        raise InvalidInput("say what to change", {"comment": ["required when requesting changes"]})
+    row = get(session, kind, row_id)
+    _reviewable(kind, row, "sent back")
+    for approval in _live_approvals(session, kind, row.id).values():
+        approval.withdrawn_by = actor.email
+        approval.withdrawn_at = now
+    row.status = DocumentStatus.DRAFT
+    session.add(ChangeRequest(document_kind=kind.document.__tablename__, document_id=row.id,
+                              version=row.version, author=row.created_by, requested_by=actor.email, comment=text,
+                              requested_at=now))
+    session.flush()
+    return row
+
+
+def change_requests(session: Session, kind: Approvable, row_ids: list[int]
+                    ) -> dict[int, list[Any]]:
+    """The change requests of these versions, newest first, by version id."""
+    found: dict[int, list[Any]] = {row_id: [] for row_id in row_ids}
+    if not row_ids:
+        return found
+    for request in session.execute(
+        select(ChangeRequest).where(ChangeRequest.document_kind == kind.document.__tablename__,
+                                    ChangeRequest.document_id.in_(row_ids))
+        .order_by(ChangeRequest.requested_at.desc(), ChangeRequest.id.desc())
+    ).scalars():
+        found[request.document_id].append(request)
+    return found
 
 
 def withdraw(session: Session, kind: Approvable, row_id: int, *, actor: Actor,

@@ -1,7 +1,7 @@
 """The SQLAlchemy models: one module per domain area, all on one `Base.metadata`."""
 
 from nurture.models.accounts import ApiToken, Role, User
-from nurture.models.approvals import DocumentStatus
+from nurture.models.approvals import ChangeRequest, DocumentStatus
 from nurture.models.base import Base
 from nurture.models.campaigns import (
     LIVE_ENROLLMENT,
@@ -76,6 +76,7 @@ from nurture.models.scoring import (
 from nurture.models.slas import Sla, SlaApproval
 
 __all__ = [
+    "ChangeRequest",
     "LIVE_ENROLLMENT",
     "SYSTEM_REASONS",
     "ApiToken",
