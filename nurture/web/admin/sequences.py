@@ -98,7 +98,8 @@ def render_builder(
     placed = forms.place_errors(errors or {}, forms.anchors(document))
     return render_template(
         "admin/sequences/builder.html", sequence=sequence, document=document, errors=placed,
-        error_count=sum(len(v) for v in placed.values()), focus=focus, latest=latest, live=live,
+        error_count=sum(len(v) for v in placed.values()), focus=focus,
+        settings_problems=any(not a.startswith(("stages", "document")) for a in placed), latest=latest, live=live,
         blocked=blocked, saved_steps=saved_steps, numbers=step_numbers(sequence, today),
         numbers_days=STEP_NUMBERS_DAYS, collateral=collateral_choices(session, today=today),
         templates=template_names(), reasons=[r.value for r in RejectionReason],
