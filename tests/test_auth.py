@@ -120,7 +120,7 @@ def test_the_users_page_is_for_admins_only(client, db, role, status):
 def test_a_rep_has_no_admin_pages(client, db):
     make_user(db, role=Role.REP)
     answer = sign_in(client)
-    assert answer.headers["Location"] == "/auth/account"
+    assert answer.headers["Location"] == "/reps/"  # the rep's inbox
     assert client.get("/admin/").status_code == 403
     assert "Dashboard" not in client.get("/auth/account").text  # no navigation to it
 

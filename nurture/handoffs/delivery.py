@@ -217,7 +217,8 @@ def _rep_email(session: Any, notification: HandoffNotification,
         "score": {k: handoff.score.get(k) for k in ("total", "fit", "engagement")},
         "explanation": explanation[:10],
         "sla_due": handoff.sla_due_at.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z"),
-        "inbox_url": f"{channels.base_url}/api/v1/handoffs?status=open",
+        "inbox_url": f"{channels.base_url}/reps/",
+        "card_url": f"{channels.base_url}/reps/handoffs/{handoff.id}",
         "handoff_id": handoff.id,
     }
     env = channels.env or shared_environment()

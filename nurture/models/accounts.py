@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.models.base import Base, BigId, email_str, id_pk, short_str, str_enum
@@ -29,6 +29,8 @@ class User(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     team: Mapped[str | None] = mapped_column(String(100))
     """The sales (or marketing) team a person belongs to: reports group reps by it."""
+    team_lead: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A rep who leads `team`: sees the team's inbox and may reassign its open handoffs."""
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
 

@@ -11,10 +11,19 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nurture.models.base import Base, BigId, id_pk, short_str, str_enum
+from nurture.models.base import Base, BigId, email_str, id_pk, short_str, str_enum
 
 
 class CollateralStatus(enum.StrEnum):
@@ -87,4 +96,31 @@ class CollateralTransition(Base):
     actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"))
     actor_email: Mapped[str] = mapped_column(String(320))
     comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class CollateralFeedback(Base):
+    """A rep's word on a collateral version a recycled lead saw: useful or not, and why.
+
+    One per (version, handoff, rep): giving it again changes it. The collateral's numbers
+    count it and its author is told."""
+
+    __tablename__ = "collateral_feedback"
+    __table_args__ = (
+        UniqueConstraint("version_id", "handoff_id", "rep_email",
+                         name="uq_collateral_feedback_version_handoff_rep"),
+        Index("ix_collateral_feedback_version_id_at", "version_id", "at"),
+    )
+
+    id: Mapped[id_pk]
+    version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("collateral_versions.id", ondelete="CASCADE")
+    )
+    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
+    handoff_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("handoffs.id", ondelete="CASCADE"), index=True
+    )
+    rep_email: Mapped[email_str]
+    useful: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime]

@@ -11,3 +11,5 @@ from nurture.web.security import protect
 bp = Blueprint("reps", __name__, url_prefix="/reps", template_folder="templates")
 protect(bp)
 require_declared_roles(bp)
+
+from nurture.web.reps import views  # noqa: E402,F401  (the pages, added to `bp`)
