@@ -1,8 +1,10 @@
 """Rendering marketer-written emails: always in Jinja2's sandbox, HTML autoescaped.
 
-Templates come from a `TemplateStore` (the `email_templates/` folder by default; the admin's
-stored templates later): each email is `NAME/subject.txt`, `NAME/body.html`, `NAME/body.txt`,
-wrapped in the shared `layout/`.
+Templates come from a `TemplateStore`: the `email_templates/` folder, overridden by name by
+the templates marketers save in the admin (`LayeredTemplates`, its snapshot of the database
+refreshed by `campaigns.templates`). Each email is `NAME/subject.txt`, `NAME/body.html`,
+`NAME/body.txt`, wrapped in the shared `layout/` (never edited in the admin: it carries the
+unsubscribe link and the sender's postal address every email owes its reader).
 """
 
 from __future__ import annotations
@@ -61,6 +63,37 @@ class FolderTemplates:
         return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
+class LayeredTemplates:
+    """The shipped folder, overridden by name by templates stored in the database.
+
+    The stored ones are a snapshot this process holds (`replace` swaps a new one in, see
+    `campaigns.templates.refresh_stored`); each carries its revision, so an environment over
+    this store compiles again only the templates whose revision changed."""
+
+    def __init__(self, folder: TemplateStore | None = None) -> None:
+        self.folder = folder or FolderTemplates()
+        self.stored: dict[str, tuple[int, dict[str, str]]] = {}
+        self.token: Any = None
+        """What the snapshot was taken from (the stored names and revisions)."""
+
+    def names(self) -> list[str]:
+        return sorted(set(self.folder.names()) | set(self.stored))
+
+    def source(self, name: str, part: str) -> str | None:
+        entry = self.stored.get(name)
+        if entry is not None and part in PARTS:
+            return entry[1].get(part)
+        return self.folder.source(name, part)
+
+    def revision(self, name: str) -> int:
+        """The stored revision in use for `name`; 0 for the shipped text."""
+        entry = self.stored.get(name)
+        return entry[0] if entry is not None else 0
+
+    def replace(self, stored: dict[str, tuple[int, dict[str, str]]], token: Any) -> None:
+        self.stored, self.token = stored, token
+
+
 class _StoreLoader(BaseLoader):
     def __init__(self, store: TemplateStore) -> None:
         self.store = store
@@ -70,7 +103,12 @@ class _StoreLoader(BaseLoader):
         source = self.store.source(name, part)
         if source is None:
             raise TemplateNotFound(template)
-        return source, None, lambda: False
+        # the file name is the template's name: an error's traceback names it and its line
+        store = self.store
+        if isinstance(store, LayeredTemplates):
+            revision = store.revision(name)
+            return source, template, lambda: store.revision(name) == revision
+        return source, template, lambda: False
 
 
 @dataclass(frozen=True)
@@ -81,7 +119,16 @@ class RenderedEmail:
 
 
 class TemplateProblem(ValueError):
-    """A template that does not exist, does not compile, or breaks the sandbox when rendered."""
+    """A template that does not exist, does not compile, or breaks the sandbox when rendered.
+
+    `template` (`NAME/body.html`, or `subject` for a sequence's own subject) and `line` say
+    where, when known."""
+
+    def __init__(self, message: str, template: str | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message)
+        self.template = template
+        self.line = line
 
 
 class EmailEnvironment(SandboxedEnvironment):
@@ -93,13 +140,15 @@ class EmailEnvironment(SandboxedEnvironment):
 
 
 def make_environment(store: TemplateStore | None = None) -> EmailEnvironment:
+    store = store or FolderTemplates()
     environment = EmailEnvironment(
-        loader=_StoreLoader(store or FolderTemplates()),
+        loader=_StoreLoader(store),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        auto_reload=False,
+        # shipped files never change under a process; stored templates say when they did
+        auto_reload=isinstance(store, LayeredTemplates),
     )
     return environment
 
@@ -108,10 +157,11 @@ _SHARED: list[EmailEnvironment] = []
 
 
 def shared_environment() -> EmailEnvironment:
-    """The process's environment over the shipped templates: each compiled once per process
-    (a worker compiles them before it forks its work horses, see `warm_templates`)."""
+    """The process's environment over the shipped templates and the stored ones: each compiled
+    once per process and revision (a worker compiles the shipped ones before it starts, see
+    `warm_templates`; sending refreshes the stored ones, `campaigns.templates.refresh_stored`)."""
     if not _SHARED:
-        _SHARED.append(make_environment())
+        _SHARED.append(make_environment(LayeredTemplates()))
     return _SHARED[0]
 
 
@@ -165,17 +215,36 @@ def render_email(
             {**layout_context, "content": text_body}
         )
     except TemplateNotFound as exc:
-        raise TemplateProblem(f"no template {exc.name!r}") from None
+        raise TemplateProblem(f"no template {exc.name!r}", exc.name) from None
     except TemplateSyntaxError as exc:
         where = f"{exc.name}, " if exc.name else ""
-        raise TemplateProblem(f"{where}line {exc.lineno}: {exc.message}") from None
-    except TemplateError as exc:  # SecurityError, UndefinedError…
-        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001  a marketer's expression failing for one lead
-        # (`{{ lead.company_size + 1 }}` without a company size): that email is held with
-        # the reason, never the whole batch stopped and retried forever
-        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+        raise TemplateProblem(f"{where}line {exc.lineno}: {exc.message}",
+                              exc.name or "subject", exc.lineno) from None
+    except Exception as exc:  # noqa: BLE001  SecurityError, UndefinedError, or a marketer's
+        # expression failing for one lead (`{{ lead.company_size + 1 }}` without a company
+        # size): that email is held with the reason, never the whole batch stopped and
+        # retried forever
+        name, line = _failing_line(exc)
+        where = f"{name}, line {line}: " if line else ""
+        raise TemplateProblem(f"{where}{type(exc).__name__}: {exc}", name, line) from None
     return RenderedEmail(subject=rendered_subject, html=html, text=text)
+
+
+def _failing_line(exc: BaseException) -> tuple[str | None, int | None]:
+    """The template and line an error was raised at: Jinja rewrites the traceback so that
+    each frame of template code names its template (`NAME/part`, `<template>` for a
+    subject compiled from a string) and its line; the innermost such frame is the one."""
+    found: tuple[str | None, int | None] = (None, None)
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename == "<template>":
+            found = ("subject", tb.tb_lineno)
+        elif "/" in filename and filename.rpartition("/")[2] in (*PARTS, "base.html", "base.txt") \
+                and not filename.startswith("/"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
 
 
 def _one_line(value: str) -> str:

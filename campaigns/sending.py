@@ -36,6 +36,7 @@ from campaigns.messengers import (
     messenger_for,
 )
 from campaigns.rendering import TemplateProblem, render_email, shared_environment
+from campaigns.templates import refresh_stored
 from nurture import rollups
 from nurture.config import Settings
 from nurture.db import Database
@@ -117,6 +118,8 @@ def run_due(
             with db.session_scope() as session:
                 outgoing = engine.plan(session, pending, now=clock(), policy=sending.policy)
                 keys = _collateral_keys(session, outgoing)
+                if outgoing:  # the templates marketers saved since the last batch
+                    refresh_stored(session, sending.env)
             wanted = min(sending.lanes, len(outgoing)) if sending.another_messenger else 1
             while len(messengers) < wanted:
                 messengers.append(sending.another_messenger())  # type: ignore[misc]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from campaigns.collateral import collateral_problems
 from campaigns.documents import EmailStep, SequenceDocument, check_structure, version_document
 from campaigns.rendering import TemplateStore, check_template, make_environment
+from campaigns.templates import stored_templates
 from nurture.clock import iso
 from nurture.errors import Conflict, InvalidInput, NotFound
 from nurture.fields import field_errors
@@ -51,7 +52,8 @@ def validate_document(
     except ValidationError as exc:
         raise InvalidInput("the sequence document is invalid", field_errors(exc)) from None
     errors = check_structure(document)
-    env = make_environment(templates)
+    # the templates as sending will render them: the shipped ones and the marketers' saved ones
+    env = make_environment(templates or stored_templates(session))
     known = set(session.execute(
         select(Collateral.key).where(Collateral.key.in_(document.collateral_keys()))
     ).scalars())
