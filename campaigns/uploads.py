@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 import filetype
 
@@ -99,3 +100,9 @@ def store_upload(stream: BinaryIO, name: str | None, folder: Path) -> StoredFile
         temporary.unlink(missing_ok=True)
     return StoredFile(path=relative, file_name=file_name, content_type=expected, size=size,
                       sha256=sha)
+
+
+def public_url(base_url: str, version_id: int, file_name: str) -> str:
+    """Where leads download an uploaded version (served once it is approved, see
+    `campaigns.collateral.public_file`): the link its emails carry."""
+    return f"{base_url}/files/{version_id}/{quote(file_name)}"

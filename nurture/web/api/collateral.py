@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from flask import request
 from pydantic import ValidationError
@@ -18,7 +17,7 @@ from campaigns.schemas import (
     CollateralVersionIn,
     ReviewIn,
 )
-from campaigns.uploads import MAX_UPLOAD_BYTES, store_upload
+from campaigns.uploads import MAX_UPLOAD_BYTES, public_url, store_upload
 from nurture.clock import iso, utcnow
 from nurture.fields import field_errors
 from nurture.models import Collateral, CollateralVersion, Role
@@ -68,7 +67,7 @@ def _version_fields(json_model: type, form_model: type) -> dict[str, Any]:
 def _finish_upload(version: CollateralVersion) -> None:
     """An uploaded file is linked from emails at its public address (once approved)."""
     if version.file_path and not version.url:
-        version.url = f"{settings().base_url}/files/{version.id}/{quote(version.file_name or '')}"
+        version.url = public_url(settings().base_url, version.id, version.file_name or "")
 
 
 @bp.post("/collateral")
