@@ -159,7 +159,7 @@ def test_the_speed_distribution_adds_up_to_the_share_within_five_minutes(built, 
     assert quick / 2 == legs["qualified_to_first_action"]["within_5_minutes"]
     page = marketer.get("/admin/reports/speed", query_string=PERIOD).text
     chart = re.search(r'<svg[^>]*id="chart-speed".*?</svg>', page, re.S).group(0)
-    assert "5 minutes · 50% inside" in chart and "stroke-dasharray" in chart
+    assert "5 minutes · 50% within" in chart and "stroke-dasharray" in chart
     legs_chart = re.search(r'<svg[^>]*id="chart-speed-legs".*?</svg>', page, re.S).group(0)
     assert ">5 minutes<" in legs_chart  # the line on the legs' chart
     assert tables(page)["distribution"][3][:3] == ["2–5 min", "5 min", "1"]

@@ -21,10 +21,13 @@ PALETTE = ("#0f766e", "#f59e0b", "#6366f1", "#e11d48", "#0284c7", "#65a30d", "#a
 """Series colours: distinct in hue and lightness (the first is the admin's accent)."""
 
 INK, MUTED, GRID, AXIS, REFERENCE = "#0f172a", "#475569", "#e2e8f0", "#94a3b8", "#b42318"
+LATE = "#f59e0b"
+"""A single series' columns past a boundary (speed to lead: later than 5 minutes)."""
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif'
 
 WIDTH = 720
-"""Every chart is drawn 720 units wide and scales to its box (viewBox)."""
+"""A chart's width in units unless told (it scales to its box: viewBox); draw it about as
+wide as it is shown, so its 12-unit text reads as 12 pixels."""
 
 Format = Callable[[float], str]
 
@@ -92,8 +95,10 @@ def linear(values: Sequence[float], length: float, minimum: float = 0.0) -> Scal
     peak = max([minimum, *values]) or 1.0
     raw = peak / 5
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    if step < 1 and all(float(v).is_integer() for v in values):
+    counts = all(float(v).is_integer() for v in values)
+    steps = (1, 2, 5, 10) if counts else (1, 2, 2.5, 5, 10)
+    step = next(m * magnitude for m in steps if m * magnitude >= raw)
+    if step < 1 and counts:
         step = 1.0  # counts: no tick between two whole numbers
     top = math.ceil(peak / step) * step
     ticks = [round(i * step, 10) for i in range(round(top / step) + 1)]
@@ -115,8 +120,10 @@ def duration_scale(values: Sequence[float], length: float) -> Scale:
 
 
 class _Svg:
-    def __init__(self, chart_id: str, height: float, title: str, summary: str) -> None:
+    def __init__(self, chart_id: str, height: float, title: str, summary: str,
+                 width: int = WIDTH) -> None:
         self.parts: list[str] = []
+        self.width = width
         self.chart_id, self.height = chart_id, height
         self.title, self.summary = title, summary
 
@@ -143,7 +150,7 @@ class _Svg:
         cid = escape(self.chart_id)
         return Markup(
             f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-            f'viewBox="0 0 {WIDTH} {self.height:.0f}" width="{WIDTH}" '
+            f'viewBox="0 0 {self.width} {self.height:.0f}" width="{self.width}" '
             f'height="{self.height:.0f}" font-family="{escape(FONT)}" '
             f'aria-labelledby="{cid}-title {cid}-desc" id="{cid}">'
             f'<title id="{cid}-title">{escape(self.title)}</title>'
@@ -169,7 +176,7 @@ def _legend(svg: _Svg, names: Sequence[str], x: float, y: float) -> None:
         shown = _fit(name, 150)
         svg.text(x + 15, y, shown, fill=INK)
         x += 15 + len(shown) * 6.8 + 18
-        if x > WIDTH - 120 and index < len(names) - 1:
+        if x > svg.width - 120 and index < len(names) - 1:
             x, y = 16, y + 18
             svg.height += 18
 
@@ -177,19 +184,22 @@ def _legend(svg: _Svg, names: Sequence[str], x: float, y: float) -> None:
 def hbars(chart_id: str, title: str, summary: str, labels: Sequence[str],
           series: Sequence[Series], *, fmt: Format = number, stacked: bool = False,
           reference: Reference | None = None, notes: Sequence[str] | None = None,
-          durations: bool = False) -> Markup:
+          durations: bool = False, width: int = WIDTH) -> Markup:
     """One row per label, a bar per series (side by side, or stacked end to end); the value
     at the end of each bar; `notes` add a muted text after a row's values; a reference draws
     a dashed line at its value across every row."""
     many = len(series) > 1
-    label_room = min(230.0, max(90.0, 7.0 * max((len(x) for x in labels), default=4)))
-    left, right = label_room + 16, 120.0
-    plot = WIDTH - left - right
+    label_room = min(width * 0.34, max(90.0, 7.0 * max((len(x) for x in labels), default=4)))
+    value_room = 9.0 * max((len(fmt(v)) for s in series for v in s.values if v is not None),
+                           default=3) + 16
+    note_room = 6.0 * max((len(n) for n in notes or ()), default=0) + (16 if notes else 0)
+    left, right = label_room + 16, value_room + note_room
+    plot = width - left - right
     bar = 16.0 if (many and not stacked) else 22.0
     row = (bar * (1 if stacked or not many else len(series))) + 14
     top = 40.0 if many or reference else 14.0
     height = top + row * max(1, len(labels)) + 30
-    svg = _Svg(chart_id, height, title, summary)
+    svg = _Svg(chart_id, height, title, summary, width)
     if many:
         _legend(svg, [s.name for s in series], 16, 18)
         grown = svg.height - height
@@ -217,21 +227,22 @@ def hbars(chart_id: str, title: str, summary: str, labels: Sequence[str],
             colour = PALETTE[s_index % len(PALETTE)]
             if value is None:
                 continue
-            width = scale.at(value) if not stacked else scale.at(offset + value) - scale.at(offset)
+            length = (scale.at(value) if not stacked
+                      else scale.at(offset + value) - scale.at(offset))
             x = left + (scale.at(offset) if stacked else 0.0)
             yy = y if stacked or not many else y + s_index * bar
             tip = f"{label}: {s.name} {fmt(value)}" if many else f"{label}: {fmt(value)}"
-            svg.rect(x, yy, width, bar - 2, colour, tip)
+            svg.rect(x, yy, length, bar - 2, colour, tip)
             if stacked:
                 offset += value
                 end = left + scale.at(offset)
             else:
-                svg.text(x + width + 6, yy + bar / 2 + 2, fmt(value), size=11, fill=INK,
+                svg.text(x + length + 6, yy + bar / 2 + 2, fmt(value), size=11, fill=INK,
                          css="chart-value")
         if stacked:
             svg.text(end + 6, y + bar / 2 + 2, fmt(offset), size=11, fill=INK, css="chart-value")
         if notes and i < len(notes) and notes[i]:
-            svg.text(WIDTH - 8, y + (row - 14) / 2 + 4, notes[i], anchor="end", size=11,
+            svg.text(width - 8, y + (row - 14) / 2 + 4, notes[i], anchor="end", size=11,
                      css="chart-note")
     svg.line(left, top - 4, left, bottom, stroke=AXIS, css="chart-axis")
     if reference is not None:
@@ -245,31 +256,32 @@ def hbars(chart_id: str, title: str, summary: str, labels: Sequence[str],
 
 def columns(chart_id: str, title: str, summary: str, labels: Sequence[str],
             series: Sequence[Series], *, fmt: Format = number, stacked: bool = True,
-            boundary: Reference | None = None) -> Markup:
+            boundary: Reference | None = None, width: int = WIDTH) -> Markup:
     """One column per label (stacked series, or side by side); a boundary draws a dashed
-    line between the columns before and after index `boundary.value`."""
+    line between the columns before and after index `boundary.value`, and a single series'
+    columns after it in another colour."""
     many = len(series) > 1
     left, right, top = 56.0, 16.0, 40.0 if many or boundary else 16.0
     height = top + 220 + 44
-    svg = _Svg(chart_id, height, title, summary)
+    svg = _Svg(chart_id, height, title, summary, width)
     if many:
         _legend(svg, [s.name for s in series], 16, 18)
         top += svg.height - height
-    plot_h, plot_w = 220.0, WIDTH - left - right
+    plot_h, plot_w = 220.0, width - left - right
     totals = ([sum((_at(s, i) or 0.0) for s in series) for i in range(len(labels))]
               if stacked else [v or 0.0 for s in series for v in s.values])
     scale = linear(totals, plot_h)
     base = top + plot_h
     for tick in scale.ticks:
         y = base - scale.at(tick)
-        svg.line(left, y, WIDTH - right, y)
+        svg.line(left, y, width - right, y)
         svg.text(left - 8, y + 4, fmt(tick), anchor="end", size=11)
     slot = plot_w / max(1, len(labels))
-    width = min(56.0, slot * 0.7)
-    each = width if stacked or not many else width / len(series)
+    column = min(56.0, slot * 0.7)
+    each = column if stacked or not many else column / len(series)
     step_labels = max(1, math.ceil(len(labels) * 46 / plot_w))
     for i, label in enumerate(labels):
-        x0 = left + i * slot + (slot - width) / 2
+        x0 = left + i * slot + (slot - column) / 2
         offset = 0.0
         for s_index, s in enumerate(series):
             value = _at(s, i)
@@ -279,41 +291,43 @@ def columns(chart_id: str, title: str, summary: str, labels: Sequence[str],
             x = x0 if stacked or not many else x0 + s_index * each
             y = base - scale.at(offset) - h if stacked else base - h
             tip = f"{label}: {s.name} {fmt(value)}" if many else f"{label}: {fmt(value)}"
-            svg.rect(x, y, each - (0 if stacked or not many else 1), h,
-                     PALETTE[s_index % len(PALETTE)], tip)
+            colour = PALETTE[s_index % len(PALETTE)]
+            if boundary is not None and not many and i >= boundary.value:
+                colour = LATE
+            svg.rect(x, y, each - (0 if stacked or not many else 1), h, colour, tip)
             if stacked:
                 offset += value
         total = offset if stacked else None
         if total and (not many or stacked):
-            svg.text(x0 + width / 2, base - scale.at(total) - 5, fmt(total), anchor="middle",
+            svg.text(x0 + column / 2, base - scale.at(total) - 5, fmt(total), anchor="middle",
                      size=11, fill=INK, css="chart-value")
         if i % step_labels == 0:
-            svg.text(x0 + width / 2, base + 17, _fit(label, slot * step_labels), anchor="middle",
+            svg.text(x0 + column / 2, base + 17, _fit(label, slot * step_labels), anchor="middle",
                      size=11, css="chart-label")
-    svg.line(left, base, WIDTH - right, base, stroke=AXIS, css="chart-axis")
+    svg.line(left, base, width - right, base, stroke=AXIS, css="chart-axis")
     if boundary is not None:
         x = left + boundary.value * slot
         svg.line(x, top - 8, x, base, stroke=REFERENCE, width=2, dash="6 4",
                  css="chart-reference")
-        svg.text(x + 6, top - 4, boundary.label, size=11, fill=REFERENCE, weight="600",
+        svg.text(x + 6, top - 18, boundary.label, size=12, fill=REFERENCE, weight="600",
                  css="chart-reference-label")
     return svg.render()
 
 
 def lines(chart_id: str, title: str, summary: str, labels: Sequence[str],
-          series: Sequence[Series], *, fmt: Format = number) -> Markup:
+          series: Sequence[Series], *, fmt: Format = number, width: int = WIDTH) -> Markup:
     """One line per series over the labels (months), a dot at each value."""
     left, right, top = 56.0, 16.0, 40.0
     height = top + 220 + 44
-    svg = _Svg(chart_id, height, title, summary)
+    svg = _Svg(chart_id, height, title, summary, width)
     _legend(svg, [s.name for s in series], 16, 18)
     top += svg.height - height
-    plot_h, plot_w = 220.0, WIDTH - left - right
+    plot_h, plot_w = 220.0, width - left - right
     scale = linear([v or 0.0 for s in series for v in s.values], plot_h)
     base = top + plot_h
     for tick in scale.ticks:
         y = base - scale.at(tick)
-        svg.line(left, y, WIDTH - right, y)
+        svg.line(left, y, width - right, y)
         svg.text(left - 8, y + 4, fmt(tick), anchor="end", size=11)
     slot = plot_w / max(1, len(labels))
     xs = [left + slot * (i + 0.5) for i in range(len(labels))]
@@ -335,5 +349,5 @@ def lines(chart_id: str, title: str, summary: str, labels: Sequence[str],
             svg.add(f'<circle cx="{xs[i]:.1f}" cy="{base - scale.at(v):.1f}" r="4" '
                     f'fill="#fff" stroke="{colour}" stroke-width="2.5" class="chart-dot">'
                     f'<title>{escape(f"{labels[i]}: {s.name} {fmt(v)}")}</title></circle>')
-    svg.line(left, base, WIDTH - right, base, stroke=AXIS, css="chart-axis")
+    svg.line(left, base, width - right, base, stroke=AXIS, css="chart-axis")
     return svg.render()

@@ -26,6 +26,16 @@ from nurture.web.charts import Reference, Series
 TOP_GROUPS = 6
 """A grouped chart draws this many groups, the largest; the table beside has every one."""
 
+MOST_STEPS = 16
+"""The step chart draws this many steps, those that delivered most; its table has them all."""
+
+STACK_COLUMNS = 4
+"""A table of more columns goes under its chart (full width), a narrower one beside it."""
+
+WIDE, NARROW = 940, 600
+"""Chart widths (units) under a table's full width and beside a table: about the pixels they
+are shown at, so their text reads at its size."""
+
 LABELS = {
     "cohort": "Cohort", "stage": "Stage", "count": "Leads", "conversion": "Of stage before",
     "median_seconds": "Median time", "p90_seconds": "90th percentile",
@@ -49,6 +59,12 @@ LABELS = {
     "rep": "Rep", "team": "Team", "source": "Source",
 }
 """Column headings (the CSV keeps the API's column names)."""
+
+REPORT_LABELS = {("rejection_reasons", "count"): "Rejections",
+                 ("rerejection_reasons", "count"): "Rejections",
+                 ("speed_to_lead", "count"): "Handoffs", ("exits", "count"): "Enrollments",
+                 ("revenue", "qualified"): "Recycled"}
+"""Headings that depend on the report."""
 
 STAGE_LABELS = {"entered": "Entered nurture", "nurtured": "Nurtured", "engaged": "Engaged",
                 "recycled": "Recycled to sales", "accepted": "Accepted", "opportunity":
@@ -92,6 +108,12 @@ class Panel:
     """What to do when the period holds nothing for this panel (shown instead of the chart)."""
     group_by: str | None = None
     """The grouping the panel's report was read with (its CSV link asks the same)."""
+    wide: bool = False
+    """The chart takes the full width and its table goes under it, whatever its columns."""
+
+    @property
+    def stacked(self) -> bool:
+        return self.wide or (self.table is not None and len(self.table.columns) > STACK_COLUMNS)
 
 
 @dataclass
@@ -101,6 +123,13 @@ class Reading:
     session: Session
     query: ReportQuery
     read: dict[tuple[str, str | None], Report] = field(default_factory=dict)
+    width: int | None = None
+    """Every chart's width, when the page sets one (the dashboard)."""
+
+    def width_for(self, name: str) -> int:
+        if self.width:
+            return self.width
+        return WIDE if len(self.report(name).columns) > STACK_COLUMNS else NARROW
 
     def grouping(self, name: str) -> str | None:
         groupings = REPORTS[name].groupings if name in REPORTS else ()
@@ -154,7 +183,8 @@ def cell(column: str, value: Any) -> str:
 
 
 def table(report: Report, *, strong: Callable[[dict[str, Any]], bool] | None = None) -> Table:
-    columns = [Column(c, LABELS.get(c, human(c).capitalize()), c not in TEXT)
+    columns = [Column(c, REPORT_LABELS.get((report.name, c))
+                      or LABELS.get(c, human(c).capitalize()), c not in TEXT)
                for c in report.columns]
     return Table(columns, [[cell(c, row.get(c)) for c in report.columns] for row in report.rows],
                  [bool(strong and strong(row)) for row in report.rows])
@@ -196,7 +226,8 @@ def funnel(reading: Reading) -> Panel:
         chart = charts.hbars("chart-funnel", f"The funnel by {group}, {period}",
                              f"Leads that reached each stage, for the {len(groups)} largest "
                              f"groups by {group}; every group is in the table.",
-                             [STAGE_LABELS[s] for s in STAGES], series)
+                             [STAGE_LABELS[s] for s in STAGES], series,
+                             width=reading.width_for("funnel"))
     else:
         counts = [sum(r["count"] for r in report.rows if r["stage"] == s) for s in STAGES]
         notes = ["" if i == 0 or not counts[i - 1] else
@@ -207,7 +238,7 @@ def funnel(reading: Reading) -> Panel:
                                  f"{STAGE_LABELS[s]} {c:,}" for s, c in zip(STAGES, counts,
                                                                           strict=True)) + ".",
                              [STAGE_LABELS[s] for s in STAGES], [Series("Leads", counts)],
-                             notes=notes)
+                             notes=notes, width=reading.width_for("funnel"))
     return _panel(reading, "funnel", "Funnel", "funnel", chart, NOTHING)
 
 
@@ -232,7 +263,7 @@ def cohort_trend(reading: Reading) -> Panel:
     chart = charts.lines("chart-cohorts", title,
                          "Per month in which leads entered nurture (the cohort), how many "
                          "reached each stage so far. The funnel table has every figure.",
-                         months, series)
+                         months, series, width=reading.width_for("funnel"))
     return _panel(reading, "cohorts", "Cohorts over time", "funnel", chart, NOTHING)
 
 
@@ -247,11 +278,11 @@ def rejection_reasons(reading: Reading) -> Panel:
     rest = [sum(r["count"] for r in report.rows if r["month"] == m and r[group] not in keys)
             for m in months]
     if any(rest):
-        series.append(Series("other", rest))
+        series.append(Series("the rest", rest))
     chart = charts.columns("chart-rejections", f"Rejections per month, by {group}",
                            "Rejections recorded each month (by the CRM, by reps rejecting a "
                            f"recycled lead, and by the SLA), stacked by {group}.", months,
-                           series)
+                           series, width=reading.width_for("rejection_reasons"))
     return _panel(reading, "rejections", "Rejection reasons over time", "rejection_reasons",
                   chart, "No rejection was recorded in this period.")
 
@@ -268,7 +299,7 @@ def acceptance(reading: Reading) -> Panel:
          Series("Rejected again", [r["rejected_again"] for r in report.rows])],
         stacked=True, notes=[f"{charts.percent(r['acceptance_rate'])} accepted"
                              if r["acceptance_rate"] is not None else ""
-                             for r in report.rows])
+                             for r in report.rows], width=reading.width_for("acceptance"))
     return _panel(reading, "acceptance", "Recycled-lead acceptance", "acceptance", chart,
                   "No recycled lead was answered in this period.")
 
@@ -279,7 +310,8 @@ def rerejection_reasons(reading: Reading) -> Panel:
     totals = [sum(r["count"] for r in report.rows if r["reason"] == k) for k in reasons]
     chart = charts.hbars("chart-rerejections", "Why reps rejected recycled leads again",
                          "Re-rejections in the period by reason.", [human(k) for k in reasons],
-                         [Series("Rejected again", totals)])
+                         [Series("Rejected again", totals)],
+                         width=reading.width_for("rerejection_reasons"))
     return _panel(reading, "rerejections", "Reasons for re-rejection", "rerejection_reasons",
                   chart, "No recycled lead was rejected again in this period.")
 
@@ -295,7 +327,7 @@ def qualifying(reading: Reading) -> Panel:
         "leads that qualified in the period (log scale).", labels,
         [Series("Median", [_ms(r["nurture_median_seconds"]) for r in rows]),
          Series("90th percentile", [_ms(r["nurture_p90_seconds"]) for r in rows])],
-        fmt=charts.duration_ms, durations=True)
+        fmt=charts.duration_ms, durations=True, width=reading.width_for("qualifying"))
     return _panel(reading, "qualifying", "Touches and time before qualifying", "qualifying",
                   chart, "No lead qualified in this period.")
 
@@ -314,7 +346,8 @@ def revenue(reading: Reading) -> Panel:
                              "Revenue of the deals won in the period from leads nurture "
                              "recycled.", [_name(r[group]) for r in rows],
                              [Series("Revenue", [float(r["revenue_from_recycled"])
-                                                 for r in rows])])
+                                                 for r in rows])],
+                                                 width=reading.width_for("revenue"))
     else:
         row = report.rows[0] if report.rows else {"qualified": 0, "won": 0,
                                                   "won_from_recycled": 0}
@@ -323,12 +356,16 @@ def revenue(reading: Reading) -> Panel:
                              "won from recycled leads.",
                              ["Qualified (recycled)", "Deals won", "Won from recycled"],
                              [Series("Leads", [row["qualified"], row["won"],
-                                               row["won_from_recycled"]])])
+                                               row["won_from_recycled"]])],
+                                               width=reading.width_for("revenue"))
     return _panel(reading, "revenue", "Qualified per won deal, revenue", "revenue", chart,
                   "No lead was recycled and no deal was won in this period.")
 
 
 FIVE_MINUTES = Reference(300_000, "5 minutes")
+
+BAND_SHORT = ("≤1m", "1–2m", "2–5m", "5–10m", "10–30m", "30–60m", "1–4h", "4–24h", ">1d")
+"""The distribution's bands as the chart's axis names them (the table says them in full)."""
 
 
 def speed_distribution_panel(reading: Reading) -> Panel:
@@ -341,8 +378,9 @@ def speed_distribution_panel(reading: Reading) -> Panel:
         "chart-speed", "Time from qualifying to the rep's first action",
         f"Answered handoffs of the period by how long the rep took after the lead qualified; "
         f"{quick:,} of {answered:,} ({share}) within 5 minutes, left of the line.",
-        [r["band"] for r in bands], [Series("Handoffs", [r["handoffs"] for r in bands])],
-        boundary=Reference(WITHIN_FIVE_MINUTES, f"5 minutes · {share} inside"))
+        list(BAND_SHORT), [Series("Handoffs", [r["handoffs"] for r in bands])],
+        boundary=Reference(WITHIN_FIVE_MINUTES, f"5 minutes · {share} within"),
+        width=reading.width_for("speed_distribution"))
     panel = _panel(reading, "distribution", "Speed to lead, distribution", "speed_distribution",
                    chart, "No handoff was answered in this period.")
     return panel if answered else replace(panel, chart=None,
@@ -359,7 +397,8 @@ def speed_legs(reading: Reading) -> Panel:
             "Share of the answered handoffs whose first action came within 5 minutes of the "
             "lead qualifying.", [_name(r[group]) for r in rows],
             [Series("Within 5 minutes", [r["within_5_minutes"] for r in rows])],
-            fmt=charts.percent, notes=[f"{r['count']:,} answered" for r in rows])
+            fmt=charts.percent, notes=[f"{r['count']:,} answered" for r in rows],
+            width=reading.width_for("speed_to_lead"))
     else:
         rows = report.rows
         chart = charts.hbars(
@@ -369,7 +408,8 @@ def speed_legs(reading: Reading) -> Panel:
             [LEG_LABELS[r["leg"]] for r in rows],
             [Series("Median", [r["median_ms"] for r in rows]),
              Series("90th percentile", [r["p90_ms"] for r in rows])],
-            fmt=charts.duration_ms, durations=True, reference=FIVE_MINUTES)
+            fmt=charts.duration_ms, durations=True, reference=FIVE_MINUTES,
+            width=reading.width_for("speed_to_lead"))
     return _panel(reading, "legs", "Speed to lead, each leg", "speed_to_lead", chart,
                   "No handoff was made in this period.")
 
@@ -385,7 +425,7 @@ def sla(reading: Reading) -> Panel:
         [Series(label, [r[key] for r in rows]) for key, label in
          (("met", "Met"), ("escalated", "Escalated"), ("expired", "Expired"),
           ("stalled_returns", "Stalled returns"))],
-        notes=[f"{r['handoffs']:,} handoffs" for r in rows])
+        notes=[f"{r['handoffs']:,} handoffs" for r in rows], width=reading.width_for("sla"))
     return _panel(reading, "sla", "SLA compliance", "sla", chart,
                   "No handoff in this period. SLA figures appear once leads are recycled.")
 
@@ -402,7 +442,8 @@ def sequences(reading: Reading) -> Panel:
         "Per sequence: leads enrolled, emails delivered, human opens, human clicks and leads "
         "requalified within 90 days.", [r["sequence"] for r in rows],
         [Series(LABELS[m], [r[m] for r in rows]) for m in
-         ("enrolled", "delivered", "human_open", "human_click", "requalified")])
+         ("enrolled", "delivered", "human_open", "human_click", "requalified")],
+         width=reading.width_for("sequences"))
     return _panel(reading, "sequences", "Sequences", "sequences", chart,
                   "No sequence enrolled or sent anything in this period.",
                   strong=_sequence_total)
@@ -410,14 +451,18 @@ def sequences(reading: Reading) -> Panel:
 
 def steps(reading: Reading) -> Panel:
     report = reading.report("sequences")
-    rows = [r for r in report.rows if not _sequence_total(r) and r["delivered"]][:16]
+    rows = [r for r in report.rows if not _sequence_total(r) and r["delivered"]]
+    drawn = sorted(rows, key=lambda r: -r["delivered"])[:MOST_STEPS]
+    drawn.sort(key=lambda r: (r["sequence"], r["step"]))
     chart = charts.hbars(
         "chart-steps", "Step performance: human opens and clicks per email delivered",
-        "For each email step that delivered in the period, the human opens and clicks per "
-        "email delivered.", [f"{r['sequence']} · {r['step']}" for r in rows],
-        [Series("Opens per delivered", [r["human_open"] / r["delivered"] for r in rows]),
-         Series("Clicks per delivered", [r["human_click"] / r["delivered"] for r in rows])],
-        fmt=charts.percent)
+        "For each email step that delivered in the period"
+        + (f" (the {MOST_STEPS} that delivered most)" if len(rows) > MOST_STEPS else "")
+        + ", the human opens and clicks per email delivered.",
+        [f"{r['sequence']} · {r['step']}" for r in drawn],
+        [Series("Opens per delivered", [r["human_open"] / r["delivered"] for r in drawn]),
+         Series("Clicks per delivered", [r["human_click"] / r["delivered"] for r in drawn])],
+        fmt=charts.percent, width=reading.width or WIDE)
     figures = Table([Column("step", "Step", False), Column("delivered", "Delivered", True),
                      Column("opens", "Opens per delivered", True),
                      Column("clicks", "Clicks per delivered", True)],
@@ -425,7 +470,7 @@ def steps(reading: Reading) -> Panel:
                       charts.percent(r["human_open"] / r["delivered"]),
                       charts.percent(r["human_click"] / r["delivered"])] for r in rows])
     return Panel("steps", "Steps", "sequences", chart if rows else None, figures,
-                 empty=None if rows else "No step delivered an email in this period.")
+                 empty=None if rows else "No step delivered an email in this period.", wide=True)
 
 
 def exits(reading: Reading) -> Panel:
@@ -437,9 +482,9 @@ def exits(reading: Reading) -> Panel:
         "Enrollments that finished in the period, per sequence, by reason.", names,
         [Series(human(k), [sum(r["count"] for r in report.rows
                                if r["sequence"] == s and r["reason"] == k) for s in names])
-         for k in reasons], stacked=True)
-    return _panel(reading, "exits", "Exits by reason", "exits", chart,
-                  "No enrollment finished in this period.")
+         for k in reasons], stacked=True, width=reading.width or WIDE)
+    return replace(_panel(reading, "exits", "Exits by reason", "exits", chart,
+                          "No enrollment finished in this period."), wide=True)
 
 
 def collateral(reading: Reading) -> Panel:
@@ -452,6 +497,7 @@ def collateral(reading: Reading) -> Panel:
         [r["collateral"] for r in rows],
         [Series("Recipients", [r["recipients"] for r in rows]),
          Series("Engagements", [r["engagements"] for r in rows]),
-         Series("In score explanations", [r["in_explanations"] for r in rows])])
+         Series("In score explanations", [r["in_explanations"] for r in rows])],
+         width=reading.width_for("collateral"))
     return _panel(reading, "collateral", "Collateral", "collateral", chart,
                   "No email featuring collateral was sent in this period.")
