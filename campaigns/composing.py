@@ -89,8 +89,14 @@ def track_links(
     return out, Links(destinations)
 
 
+INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
+"""Styles are inlined from the email's own `<style>` blocks only: a `<link rel=stylesheet>` to
+another site is never fetched (css_inline's default would fetch it, from a worker, for every
+email); it stays in the email for the clients that load it."""
+
+
 def inline_css(html: str) -> str:
-    return css_inline.inline(html)
+    return INLINER.inline(html)
 
 
 class OutgoingEmail(MIMEMultipart):

@@ -88,3 +88,43 @@ def test_an_email_of_another_shape_is_written_by_the_generator():
     message.preamble = "This is a multi-part message in MIME format."
     assert message.smtp_bytes() == generated(message)
     assert message.smtp_bytes().split(b"\r\n\r\n", 1)[1].startswith(b"This is a multi-part")
+
+
+def test_styles_are_inlined_from_the_email_itself_never_fetched_from_another_site():
+    """A marketer's `<link rel=stylesheet>` to a web server: the worker does not fetch it
+    (a real server counts the requests), and the email's own `<style>` is inlined."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from campaigns.composing import inline_css
+
+    asked: list[str] = []
+
+    class Styles(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+            asked.append(self.path)
+            body = b"p { color: red; }"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/css")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Styles)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/remote.css"
+        html = inline_css(
+            f'<html><head><link rel="stylesheet" href="{url}">'
+            "<style>h1 { color: green; }</style></head>"
+            "<body><h1>Hello</h1><p>Text</p></body></html>")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == []
+    assert '<h1 style="color: green;">' in html
+    assert "color: red" not in html

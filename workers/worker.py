@@ -26,6 +26,12 @@ from workers.queues import JOB_KINDS, QUEUES_BY_PRIORITY, all_queues
 
 log = logging.getLogger(__name__)
 
+YOUNG_GENERATION_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation (Python's default: 700).
+A sending job allocates thousands of short-lived objects an email (rows, templates' output,
+MIME parts), nearly all freed by their reference counts; at 700 the collector walked the
+survivors every few emails, at 10,000 a fraction as often (bench/dispatch.py)."""
+
 
 def ping(token: str) -> str:
     """A job that proves a worker runs jobs end to end: it answers `pong <token>`."""
@@ -45,6 +51,7 @@ def run_worker(connection: Redis, *, processes: int = 1, burst: bool = False) ->
     for module in sorted({kind.function.rpartition(".")[0] for kind in JOB_KINDS.values()}):
         importlib.import_module(module)
     gc.freeze()  # what is loaded now lives as long as the process: the collector skips it
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
     log.info("%d email templates compiled", compiled)
     log.info("worker ready: %d process(es) on queues %s", processes, ", ".join(names))
     if processes == 1:

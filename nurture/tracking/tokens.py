@@ -6,7 +6,9 @@ one recorded on the message at send time, so a forged or altered token can never
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous import Signer as ItsdangerousSigner
@@ -16,6 +18,26 @@ SALTS = {"open": "nurture.open", "click": "nurture.click", "unsubscribe": "nurtu
 
 MAX_TOKEN_LENGTH = 200
 """Longer tokens are refused before any signature work."""
+
+
+class _DerivedOnce(ItsdangerousSigner):
+    """itsdangerous's signer, its key derived once rather than at every signature (the
+    derivation is a pure function of the salt and the secret: the same key, the same
+    tokens). Its digest is `hashlib.sha1` itself rather than itsdangerous's lazy wrapper of
+    it, the same algorithm, so that `hmac` takes OpenSSL's HMAC instead of its Python one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._key = super().derive_key()
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is None:
+            return self._key
+        return super().derive_key(secret_key)
+
+
+SIGNER_KWARGS = {"digest_method": hashlib.sha1}
+"""SHA-1, as itsdangerous's default (tokens already sent keep working)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +53,8 @@ class Signer:
         serializer = self._serializers.get(purpose)
         if serializer is None:
             serializer = self._serializers[purpose] = URLSafeSerializer(
-                self.secret_key, salt=SALTS[purpose])
+                self.secret_key, salt=SALTS[purpose], signer=_DerivedOnce,
+                signer_kwargs=SIGNER_KWARGS)
         return serializer
 
     def _dumps(self, purpose: str, value: object) -> str:
