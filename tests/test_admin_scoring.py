@@ -265,7 +265,7 @@ def test_an_sla_goes_from_draft_to_active(client, db, people):
     assert answer.status_code == 302
     overview = client.get("/admin/scoring").text
     assert "SLA in force" in overview and "Faster SLA" in overview
-    assert "First answer within <strong>PT30M" in overview
+    assert "First answer within <strong>30 min</strong>" in overview
 
 
 def test_the_scoring_forms_refuse_a_post_without_csrf_token(client, db, people, default_model):

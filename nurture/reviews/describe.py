@@ -4,7 +4,9 @@ the difference between two versions as what was added, removed and changed."""
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import yaml
@@ -177,3 +179,25 @@ def text_diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[tupl
         mark = line[:1] if line[:1] in "+-@" else " "
         found.append((mark, line[1:] if mark != "@" else "…"))
     return found
+
+
+_ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+
+
+def duration_text(value: Any) -> str:
+    """`PT2H30M` (or a timedelta) as `2 h 30 min`; `P1D` as `1 day`; anything else as is."""
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+    else:
+        match = _ISO_DURATION.match(str(value))
+        if not match or not any(match.groups()):
+            return str(value)
+        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    return " ".join(parts) or f"{seconds} s"

@@ -44,6 +44,9 @@ DECIDERS = (Role.SALES_APPROVER,)
 
 DOCUMENTS = ("scoring_model", "sla")
 
+QUEUE_SUMMARIES = 50
+"""Items of the queue listed with the size of their diff (the rest with a link only)."""
+
 
 class DecisionForm(FlaskForm):
     """Approve (no field) or request changes (a comment, required by the service)."""
@@ -58,10 +61,26 @@ def _actor() -> Actor:
 @bp.get("/approvals")
 @allow(*APPROVERS)
 def approvals() -> Any:
-    waiting = queue.waiting(db_session(), today=utcnow().date())
+    session, now = db_session(), utcnow()
+    waiting = queue.waiting(session, today=now.date())
     counts = {kind: sum(1 for i in waiting if i.kind == kind) for kind in queue.LABELS}
+    names = {u.email: u.name for u in queue.recipients(session, [i.asked_by for i in waiting])
+             if u.name}
     return render_template("admin/approvals/queue.html", items=waiting, counts=counts,
-                           labels=queue.LABELS, can_decide=current_user.role in DECIDERS)
+                           labels=queue.LABELS, can_decide=current_user.role in DECIDERS,
+                           names=names, now=now,
+                           changes={(i.kind, i.id): _change_count(i, now) for i in
+                                    waiting[:QUEUE_SUMMARIES]})
+
+
+def _change_count(item: queue.Item, now: Any) -> tuple[int, int | None]:
+    """How many lines the item's diff has, and the version it is compared with."""
+    session = db_session()
+    if item.kind == "collateral":
+        review = items.collateral_review(session, item.id, today=now.date())
+        return len(review.changes), review.approved.version if review.approved else None
+    document = items.document_review(session, item.kind, item.id)
+    return len(document.changes), document.active.version if document.active else None
 
 
 @bp.get("/approvals/history")

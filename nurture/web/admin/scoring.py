@@ -101,7 +101,7 @@ def scoring() -> Any:
         models=_overview("scoring_model", models.list_models(session)),
         slas=_overview("sla", slas.list_slas(session)),
         default_terms=slas.default_terms() if sla is None else None,
-        can_edit=current_user.role in EDITORS)
+        can_edit=current_user.role in EDITORS, duration=describe.duration_text)
 
 
 # a scoring model's page ---------------------------------------------------------------------
