@@ -17,12 +17,15 @@ from campaigns import collateral as collateral_service
 from nurture.accounts.services import Actor
 from nurture.clock import utcnow
 from nurture.models import ReportCount, Role, Sequence
+from tests import test_admin_browser
 from tests.browser import Watched, accessibility_problems, launch, screenshot
 from tests.test_admin_browser import make_user, sign_in
-from tests.test_admin_browser import served as served
 from tests.test_processes import wait_until
 
 PASSWORD = "correct horse battery"
+
+served = test_admin_browser.served
+"""`nurture serve` for the module, with a real SMTP server (the admin's browser tests' own)."""
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +215,7 @@ def test_the_builder_with_numbers_on_the_cards(page, served, db, app, runner):
     p = page.page
     sign_in(p, system.url, "mara@example.com")
     p.wait_for_url(f"{system.url}/admin/")
+    p.set_viewport_size({"width": 1440, "height": 1800})  # the whole board in view
     p.goto(f"{system.url}/admin/sequences/{sequence_id}")
     card = p.locator("#step-check-in")
     expect(card.locator(".step-numbers")).to_contain_text("1,840")
@@ -219,7 +223,8 @@ def test_the_builder_with_numbers_on_the_cards(page, served, db, app, runner):
     # drag the stage-2 wait below the quarterly email by its handle
     handle = p.locator("#step-tuesday-morning .drag-handle")
     target = p.locator("#step-quarterly-check-in")
-    handle.drag_to(target, target_position={"x": 40, "y": 60})
+    box = target.bounding_box()
+    handle.drag_to(target, target_position={"x": 40, "y": box["height"] - 12})
     expect(p.locator('[data-card="stages[1].steps[2]"]')).to_have_attribute(
         "id", "step-tuesday-morning")
     expect(p.locator("#live-status")).to_contain_text("No problems")
@@ -227,6 +232,9 @@ def test_the_builder_with_numbers_on_the_cards(page, served, db, app, runner):
     expect(p.locator('[data-card="stages[1].steps[1]"]')).to_have_attribute(
         "id", "step-tuesday-morning")
     assert accessibility_problems(p) == []
+    # the whole page in the window, so the save bar sits where it ends (it follows scrolling)
+    p.set_viewport_size({"width": 1440,
+                         "height": p.evaluate("document.documentElement.scrollHeight")})
     screenshot(p, "builder")
     p.set_viewport_size({"width": 375, "height": 812})
     assert accessibility_problems(p) == []

@@ -277,3 +277,25 @@ def blocked_steps(problems: dict[str, list[str]]) -> dict[str, list[str]]:
         step_id = where.rpartition("(")[2].rstrip(")") if "(" in where else where
         by_step.setdefault(step_id, []).extend(messages)
     return by_step
+
+
+def describe_duration(value: Any) -> str | None:
+    """An ISO 8601 duration in words (`P3D` → `3 days`), None when it is not one."""
+    import isodate
+
+    try:
+        duration = isodate.parse_duration(str(value))
+    except (isodate.ISO8601Error, ValueError, TypeError):
+        return None
+    parts: list[tuple[float, str]] = []
+    if isinstance(duration, isodate.Duration):
+        parts += [(float(duration.years), "year"), (float(duration.months), "month")]
+        delta = duration.tdelta
+    else:
+        delta = duration
+    days, seconds = delta.days, delta.seconds
+    weeks, days = (days // 7, days % 7) if days % 7 == 0 else (0, days)
+    parts += [(weeks, "week"), (days, "day"), (seconds // 3600, "hour"),
+              (seconds % 3600 // 60, "minute"), (seconds % 60, "second")]
+    words = [f"{n:g} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
+    return ", ".join(words) or None

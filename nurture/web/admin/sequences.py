@@ -104,6 +104,7 @@ def render_builder(
         numbers_days=STEP_NUMBERS_DAYS, collateral=collateral_choices(session, today=today),
         templates=template_names(), reasons=[r.value for r in RejectionReason],
         weekdays=WEEKDAYS, step_types=forms.STEP_TYPES, engagements=forms.ENGAGEMENTS,
+        in_words=forms.describe_duration,
     ), status
 
 

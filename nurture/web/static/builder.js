@@ -168,21 +168,21 @@
   form.querySelectorAll("[data-card]").forEach(function (card) {
     var handle = card.querySelector(".drag-handle");
     if (!handle) { return; }
+    /* the handle is what is dragged (text in the card's fields stays selectable); the card
+       moves with it */
     handle.hidden = false;
-    /* only the handle starts a drag: text in the card's fields stays selectable */
-    handle.addEventListener("pointerdown", function () { card.setAttribute("draggable", "true"); });
-    handle.addEventListener("pointerup", function () { card.removeAttribute("draggable"); });
-    card.addEventListener("dragstart", function (event) {
-      if (event.target !== card) { return; }
+    handle.setAttribute("draggable", "true");
+    handle.addEventListener("dragstart", function (event) {
       dragged = card;
       card.classList.add("dragging");
       event.dataTransfer.effectAllowed = "move";
       event.dataTransfer.setData("text/plain", card.id);
+      if (event.dataTransfer.setDragImage) { event.dataTransfer.setDragImage(card, 20, 20); }
     });
-    card.addEventListener("dragend", function () {
-      card.removeAttribute("draggable");
+    handle.addEventListener("dragend", function () {
       card.classList.remove("dragging");
       lists().forEach(function (l) { l.classList.remove("drop-target"); });
+      if (dragged) { renumber(); }
       dragged = null;
     });
   });
