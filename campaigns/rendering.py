@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from jinja2 import (
     BaseLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
@@ -204,16 +205,14 @@ def render_email(
     try:
         subject_template = (env.get_template(f"{template}/subject.txt") if subject is None
                             else _subject_template(env, subject))
-        rendered_subject = _one_line(subject_template.render(context))
-        html_body = env.get_template(f"{template}/body.html").render(context)
-        text_body = env.get_template(f"{template}/body.txt").render(context)
-        layout_context = {**context, "subject": rendered_subject}
-        html = env.get_template(f"{LAYOUT}/base.html").render(
-            {**layout_context, "content": Markup(html_body)}
-        )
-        text = env.get_template(f"{LAYOUT}/base.txt").render(
-            {**layout_context, "content": text_body}
-        )
+        variables = {**env.globals, **context}  # Jinja's `render` would copy both for each part
+        rendered_subject = _one_line(_render(subject_template, variables))
+        html_body = _render(env.get_template(f"{template}/body.html"), variables)
+        text_body = _render(env.get_template(f"{template}/body.txt"), variables)
+        variables["subject"] = rendered_subject
+        html = _render(env.get_template(f"{LAYOUT}/base.html"),
+                       {**variables, "content": Markup(html_body)})
+        text = _render(env.get_template(f"{LAYOUT}/base.txt"), {**variables, "content": text_body})
     except TemplateNotFound as exc:
         raise TemplateProblem(f"no template {exc.name!r}", exc.name) from None
     except TemplateSyntaxError as exc:
@@ -228,6 +227,20 @@ def render_email(
         where = f"{name}, line {line}: " if line else ""
         raise TemplateProblem(f"{where}{type(exc).__name__}: {exc}", name, line) from None
     return RenderedEmail(subject=rendered_subject, html=html, text=text)
+
+
+def _render(template: Template, variables: dict[str, Any]) -> str:
+    """`template.render(variables)` for variables that already hold the environment's globals:
+    `render` copies the globals and the variables into a new dict for every part (five an
+    email). Errors go through Jinja's `handle_exception` as `render`'s do (the traceback
+    rewritten to name the template and line, which `_failing_line` reads)."""
+    environment = template.environment
+    try:
+        return environment.concat(  # type: ignore[attr-defined,no-any-return]
+            template.root_render_func(template.new_context(variables, shared=True)))
+    except Exception:
+        environment.handle_exception()
+        raise  # handle_exception always raises
 
 
 def _failing_line(exc: BaseException) -> tuple[str | None, int | None]:

@@ -101,7 +101,7 @@ def test_styles_are_inlined_from_the_email_itself_never_fetched_from_another_sit
     asked: list[str] = []
 
     class Styles(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+        def do_GET(self) -> None:
             asked.append(self.path)
             body = b"p { color: red; }"
             self.send_response(200)
@@ -128,3 +128,39 @@ def test_styles_are_inlined_from_the_email_itself_never_fetched_from_another_sit
     assert asked == []
     assert '<h1 style="color: green;">' in html
     assert "color: red" not in html
+
+
+def test_a_runtime_error_names_its_template_and_line():
+    """Rendering reuses one dict of variables for the five parts; an expression failing for
+    one lead still names the part and the line it failed at (Jinja's rewritten traceback)."""
+    import pytest
+
+    from campaigns.rendering import (
+        FolderTemplates,
+        TemplateProblem,
+        make_environment,
+        render_email,
+        sample_context,
+    )
+
+    class Store:
+        folder = FolderTemplates()
+
+        def names(self) -> list[str]:
+            return ["broken"]
+
+        def source(self, name: str, part: str) -> str | None:
+            if name != "broken":
+                return self.folder.source(name, part)
+            return {"subject.txt": "Hi {{ lead.first_name }}",
+                    "body.html": "<p>one</p>\n<p>two</p>\n<p>{{ 1 // (lead.company_size - 250) }}</p>",
+                    "body.txt": "Hi"}.get(part)
+
+    env = make_environment(Store())
+    with pytest.raises(TemplateProblem) as raised:
+        render_email(env, "broken", sample_context())
+    assert (raised.value.template, raised.value.line) == ("broken/body.html", 3)
+    assert "ZeroDivisionError" in str(raised.value)
+    context = sample_context() | {"lead": sample_context()["lead"] | {"company_size": 251}}
+    rendered = render_email(env, "broken", context)
+    assert "<p>1</p>" in rendered.html and rendered.subject == "Hi Sam"
