@@ -63,6 +63,9 @@ CLAIM_LEASE = timedelta(minutes=2)
 MAX_ERROR = 2000
 """Characters of an error kept with an attempt."""
 
+MAX_EXCERPT = 500
+"""Characters of the receiver's answer kept with an attempt (what the admin shows)."""
+
 TEMPLATE = "handoff"
 """The rep's email: `email_templates/handoff/` (subject.txt, body.html, body.txt)."""
 
@@ -94,6 +97,8 @@ class Outcome:
     error: str | None = None
     unknown: bool = False
     permanent: bool = False
+    excerpt: str | None = None
+    """The start of the receiver's answer body, if it sent one."""
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -165,16 +170,27 @@ def post_webhook(url: str, secret: str, body: bytes, timeout: float, *,
     })
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            response.read(65536)
+            excerpt = _excerpt(response.read(65536))
             status = response.status
     except urllib.error.HTTPError as exc:
-        return Outcome(ok=False, status_code=exc.code, error=f"HTTP {exc.code} {exc.reason}")
+        try:
+            excerpt = _excerpt(exc.read(MAX_EXCERPT * 4))
+        except (OSError, ValueError):
+            excerpt = None
+        return Outcome(ok=False, status_code=exc.code, error=f"HTTP {exc.code} {exc.reason}",
+                       excerpt=excerpt)
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return Outcome(ok=False, error=f"{type(reason).__name__}: {reason}"[:MAX_ERROR])
     if 200 <= status < 300:
-        return Outcome(ok=True, status_code=status)
-    return Outcome(ok=False, status_code=status, error=f"HTTP {status}")
+        return Outcome(ok=True, status_code=status, excerpt=excerpt)
+    return Outcome(ok=False, status_code=status, error=f"HTTP {status}", excerpt=excerpt)
+
+
+def _excerpt(body: bytes) -> str | None:
+    """The start of an answer as text (None when empty), for the operators' page."""
+    text = body[:MAX_EXCERPT * 4].decode("utf-8", "replace").strip()
+    return text[:MAX_EXCERPT] or None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -250,6 +266,7 @@ def _record(session: Any, claimed: HandoffNotification, outcome: Outcome, durati
         notification_id=notification.id, attempted_at=now, duration_ms=duration_ms,
         status_code=outcome.status_code, ok=outcome.ok,
         error=outcome.error[:MAX_ERROR] if outcome.error else None,
+        response_excerpt=outcome.excerpt,
     ))
     notification.attempts += 1
     notification.claimed_until = None

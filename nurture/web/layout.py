@@ -77,6 +77,7 @@ SECTIONS = {"admin.templates": "admin.template", "admin.collateral": "admin.coll
             "admin.leads": "admin.lead", "admin.sequences": "admin.sequence",
             "admin.scoring": "admin.scoring", "admin.reports": "admin.report",
             "admin.approvals": "admin.approval", "admin.operations": "admin.operations",
+            "admin.users": "admin.user_",
             "reps.inbox": "reps."}
 """A navigation item stays current on its section's inner pages: endpoints with this prefix."""
 

@@ -26,6 +26,7 @@ from nurture.engagement.providers.sns import (
     authenticate_sns,
     confirm_subscription,
 )
+from nurture.engagement.receipts import note_accepted, record_refusal
 from nurture.engagement.webhooks import (
     check_mailgun_token,
     record_sns_subscription,
@@ -114,6 +115,7 @@ def _certificates() -> CertificateStore:
 def _store(events: Sequence[ProviderEvent], now: Any) -> Any:
     session = db_session()
     stored = store_provider_events(session, events, now=now)
+    note_accepted(session, _provider(), stored.accepted + stored.duplicates, now=now)
     session.commit()
     hand_on(stored)
     return {"accepted": stored.accepted, "duplicates": stored.duplicates}, 200
@@ -121,9 +123,25 @@ def _store(events: Sequence[ProviderEvent], now: Any) -> Any:
 
 @bp.errorhandler(WebhookRefused)
 def _refused(exc: WebhookRefused) -> Any:
+    _keep_refusal(exc.status, exc.detail)
     return problem(exc.status, exc.detail)
 
 
 @bp.errorhandler(InvalidInput)
 def _invalid(exc: InvalidInput) -> Any:
+    _keep_refusal(400, str(exc))
     return problem(400, str(exc), errors=exc.errors)
+
+
+def _provider() -> str:
+    return (request.endpoint or "").rpartition(".")[2]
+
+
+def _keep_refusal(status: int, reason: str) -> None:
+    """The refusal as the operators' integrations page shows it, in a transaction of its own
+    (the refused request's work is rolled back first: it stores nothing)."""
+    session = db_session()
+    session.rollback()
+    record_refusal(session, _provider(), status=status, reason=reason,
+                   remote_addr=request.remote_addr, now=utcnow())
+    session.commit()
