@@ -120,7 +120,7 @@ def test_a_rep_signs_in_to_the_inbox_open_first_with_the_sla_in_their_zone(db, r
         due = session.get(Handoff, open_id).sla_due_at
     from zoneinfo import ZoneInfo
     local = due.astimezone(ZoneInfo("Europe/Berlin")).strftime("%a %H:%M")
-    assert f"due {local}" in text  # the countdown in the rep's zone
+    assert f"Due {local}" in text  # the countdown in the rep's zone
     assert re.search(r"(\d+ (d|h|min).*left|overdue by)", text)
     assert re.search(r'Open <span class="filter-count">2</span>', text)
     assert re.search(r'Accepted <span class="filter-count">1</span>', text)

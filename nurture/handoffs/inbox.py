@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -31,6 +31,7 @@ from nurture.models import (
     HandoffStatus,
     Lead,
     LifecycleChange,
+    LifecycleStage,
     Message,
     MessageCollateral,
     Rejection,
@@ -116,17 +117,24 @@ class Row:
 def inbox(session: Session, reps: list[str], *, status: HandoffStatus | None,
           limit: int = PAGE) -> list[Row]:
     """The handoffs of these reps: open ones first, the soonest due at the top; then the
-    closed ones, the latest first."""
-    is_open = Handoff.status == HandoffStatus.OPEN
-    query = (
-        select(Handoff, Lead).join(Lead, Lead.id == Handoff.lead_id)
-        .where(Handoff.rep_email.in_(reps))
-        .order_by(case((is_open, 0), else_=1), case((is_open, Handoff.sla_due_at)),
-                  func.coalesce(Handoff.closed_at, Handoff.created_at).desc(), Handoff.id.desc())
-        .limit(limit)
-    )
-    if status is not None:
-        query = query.where(Handoff.status == status)
+    closed ones, the latest first. Two bounded queries on (rep_email, status), so a rep with
+    years of closed handoffs costs the same as a new one."""
+    rows: list[Row] = []
+    if status in (None, HandoffStatus.OPEN):
+        rows += _rows(session, select(Handoff, Lead).join(Lead, Lead.id == Handoff.lead_id)
+                      .where(Handoff.rep_email.in_(reps), Handoff.status == HandoffStatus.OPEN)
+                      .order_by(Handoff.sla_due_at, Handoff.id).limit(limit))
+    if status != HandoffStatus.OPEN and len(rows) < limit:
+        closed = [status] if status is not None else [
+            s for s in HandoffStatus if s != HandoffStatus.OPEN]
+        rows += _rows(session, select(Handoff, Lead).join(Lead, Lead.id == Handoff.lead_id)
+                      .where(Handoff.rep_email.in_(reps), Handoff.status.in_(closed))
+                      .order_by(Handoff.created_at.desc(), Handoff.id.desc())
+                      .limit(limit - len(rows)))
+    return rows
+
+
+def _rows(session: Session, query: Any) -> list[Row]:
     return [Row(h, lead) for h, lead in session.execute(query).all()]
 
 
@@ -292,18 +300,35 @@ HANDOFF_WORDS = {
 }
 
 
+STAGE_WORDS = {
+    "lead": "Became a lead", "mql": "Became an MQL", "nurturing": "Entered nurture",
+    "opportunity": "Became an opportunity", "customer": "Became a customer",
+    "disqualified": "Disqualified",
+}
+
+HANDOFF_STAGES = (LifecycleStage.RECYCLED_TO_SALES, LifecycleStage.ACCEPTED_BY_SALES)
+"""Stage changes a handoff's own steps already tell (came back to sales, accepted)."""
+
+
 def timeline(session: Session, handoff: Handoff, *, limit: int = TIMELINE) -> list[Step]:
     """The lead's story, newest first: what it did, what sales said, where it moved, and this
     handoff's steps."""
     lead_id = handoff.lead_id
     steps: list[Step] = []
-    for event in session.execute(
+    events = list(session.execute(
         select(EngagementEvent).where(EngagementEvent.lead_id == lead_id,
                                       EngagementEvent.is_machine.is_(False),
                                       EngagementEvent.type.not_in(QUIET_EVENTS))
         .order_by(EngagementEvent.occurred_at.desc()).limit(limit)
-    ).scalars():
-        detail = _event_detail(event)
+    ).scalars())
+    versions = {e.collateral_version_id for e in events if e.collateral_version_id}
+    titles = dict(session.execute(
+        select(CollateralVersion.id, CollateralVersion.title)
+        .where(CollateralVersion.id.in_(versions))
+    ).tuples().all()) if versions else {}
+    for event in events:
+        title = titles.get(event.collateral_version_id or 0)
+        detail = f": {title}" if title else _event_detail(event)
         steps.append(Step(event.occurred_at, "event",
                           EVENT_WORDS.get(event.type, event.type.value) + detail))
     for rejection in session.execute(
@@ -314,11 +339,12 @@ def timeline(session: Session, handoff: Handoff, *, limit: int = TIMELINE) -> li
                           f"Rejected by {rejection.rep_email}: "
                           f"{rejection.reason.value.replace('_', ' ')}"))
     for change in session.execute(
-        select(LifecycleChange).where(LifecycleChange.lead_id == lead_id)
+        select(LifecycleChange).where(LifecycleChange.lead_id == lead_id,
+                                      LifecycleChange.to_stage.not_in(HANDOFF_STAGES))
         .order_by(LifecycleChange.changed_at.desc()).limit(limit)
     ).scalars():
-        steps.append(Step(change.changed_at, "stage",
-                          f"Now {change.to_stage.value.replace('_', ' ')}"))
+        steps.append(Step(change.changed_at, "stage", STAGE_WORDS.get(
+            change.to_stage.value, change.to_stage.value.replace("_", " ").capitalize())))
     for event in session.execute(
         select(HandoffEvent).where(HandoffEvent.handoff_id == handoff.id)
         .order_by(HandoffEvent.at.desc()).limit(limit)

@@ -53,7 +53,7 @@ class RejectForm(FlaskForm):
     reason = SelectField("Reason", choices=[("", "Choose a reason")] + [
         (r.value, REASON_WORDS[r.value]) for r in RejectionReason if r not in SYSTEM_REASONS],
         validators=[DataRequired("Choose why you give the lead back.")])
-    note = TextAreaField("Note", validators=[Optional(), Length(max=NOTE_MAX)])
+    note = TextAreaField("Note on the lead", validators=[Optional(), Length(max=NOTE_MAX)])
 
 
 class FeedbackForm(FlaskForm):
