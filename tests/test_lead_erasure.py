@@ -29,11 +29,13 @@ from nurture.models import (
     NotificationStatus,
     ReportCount,
     ReportJourney,
+    Role,
     Suppression,
     SuppressionReason,
 )
+from tests.conftest import Api
 from tests.test_api_sequences import make_collateral
-from tests.test_routing import marketer, sequence  # noqa: F401  (fixture)
+from tests.test_routing import sequence
 
 PERSONAL = ("vera@example.com", "Vera", "Verapamil", "Acme Anvils", "Chief Anvil Officer",
             "CRM-VERA-1", "ask about her twins", "198.51.100.7", "Mozilla/5.0 Vera")
@@ -56,8 +58,9 @@ def aggregates(db):
                 session.execute(select(func.count()).select_from(ReportJourney)).scalar_one())
 
 
-def test_erasure_removes_every_trace_of_the_person_and_keeps_the_numbers(db, api,
-                                                                          marketer):  # noqa: F811
+def test_erasure_removes_every_trace_of_the_person_and_keeps_the_numbers(db, api, client,
+                                                                          make_token):
+    marketer = Api(client, make_token(Role.MARKETER, "marketer"))
     make_collateral(db)
     sequence(marketer, "timing", reasons=("bad_timing",))
     answer = api.post("/api/v1/rejections", json={

@@ -142,6 +142,13 @@ JOB_KINDS: Mapping[str, JobKind] = {
             name="escalate_handoff", function="workers.notifying.escalate_handoff",
             queue=QueueName.NOTIFY, timeout_s=MINUTE, result_ttl_s=HOUR, failure_ttl_s=7 * DAY,
         ),
+        # A marketer's CSV import or bulk action from the admin (a `lead_tasks` row, which
+        # holds its progress). No RQ retry: a bulk action resumes after its last chunk when
+        # asked again; an import rolled back whole is marked failed, its report kept.
+        JobKind(
+            name="run_lead_task", function="workers.lead_tasks.run_lead_task",
+            queue=QueueName.INTAKE, timeout_s=HOUR, result_ttl_s=DAY, failure_ttl_s=7 * DAY,
+        ),
     )
 }
 """Every job kind the project enqueues. A new job gets its row here, not arguments elsewhere."""

@@ -113,7 +113,8 @@ class LeadRow:
     owner_email: str | None
     updated_at: datetime
     created_at: datetime
-    score: float
+    score: float | None
+    """The score now; None for a lead never scored (its band counts it as 0)."""
     band: ScoreBand | None
     last_reason: RejectionReason | None
     sequences: list[str] = field(default_factory=list)
@@ -321,21 +322,33 @@ def search_leads(session: Session, query: LeadQuery, scale: ScoreScale, *, now: 
         else:
             keyed.append(tuple_(key, Lead.id) > tuple_(literal(after_key, key.type),
                                                       literal(after_id)))
-    total = score_total(session, scale.half_life_s, now).label("score")
     order = (key.desc(), Lead.id.desc()) if descending else (key.asc(), Lead.id.asc())
     if key is Lead.id:
         order = (Lead.id.desc(),)
-    stmt = (select(Lead, total).outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
-            .where(*keyed).order_by(*order).limit(limit + 1))
-    found = session.execute(stmt).all()
-    more = len(found) > limit
-    found = found[:limit]
+    # the page's ids first, from the indexes alone where they suffice; then its rows by id
+    ids_stmt = select(Lead.id, key).where(*keyed).order_by(*order).limit(limit + 1)
+    if query.band is not None:
+        ids_stmt = ids_stmt.outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+    page_keys = session.execute(ids_stmt).all()
+    more = len(page_keys) > limit
+    page_keys = page_keys[:limit]
     next_cursor = None
-    if more and found:
-        last = found[-1][0]
-        next_cursor = encode_cursor(query.sort, getattr(last, key.key), last.id)
+    if more and page_keys:
+        last_id, last_key = page_keys[-1][0], page_keys[-1][-1]
+        next_cursor = encode_cursor(query.sort, last_key, last_id)
+    total = score_total(session, scale.half_life_s, now).label("score")
+    scored = LeadScore.lead_id.is_not(None).label("scored")
+    by_id = {row[0].id: row for row in session.execute(
+        select(Lead, total, scored).outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .where(Lead.id.in_([k[0] for k in page_keys]))).all()} if page_keys else {}
+    found = [by_id[k[0]] for k in page_keys if k[0] in by_id]
     rows = _rows(session, found, scale)
-    matches = _bounded_count(session, where, query) if query.after is None else 0
+    if query.after is not None:
+        matches = 0  # a later page does not count again
+    elif not more:
+        matches = len(rows)  # all of them are on this page: nothing to count
+    else:
+        matches = _bounded_count(session, where, query)
     return LeadPage(rows, next_cursor, matches)
 
 
@@ -348,7 +361,7 @@ def _bounded_count(session: Session, where: list[ColumnElement[bool]], query: Le
 
 
 def _rows(session: Session, found: list[Any], scale: ScoreScale) -> list[LeadRow]:
-    ids = [lead.id for lead, _ in found]
+    ids = [lead.id for lead, _, _ in found]
     reasons: dict[int, RejectionReason] = {}
     sequences: dict[int, list[str]] = {}
     if ids:
@@ -367,13 +380,14 @@ def _rows(session: Session, found: list[Any], scale: ScoreScale) -> list[LeadRow
                 .order_by(Enrollment.lead_id, Sequence.name)).all():
             sequences.setdefault(lead_id, []).append(name)
     rows = []
-    for lead, score in found:
+    for lead, score, scored in found:
         total = round(float(score or 0.0), 1)
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p)
         rows.append(LeadRow(
             id=lead.id, email=lead.email, name=name, company=lead.company, title=lead.title,
             stage=lead.lifecycle_stage, owner_email=lead.owner_email, updated_at=lead.updated_at,
-            created_at=lead.created_at, score=total, band=scale.band_of(total),
+            created_at=lead.created_at, score=total if scored else None,
+            band=scale.band_of(total),
             last_reason=reasons.get(lead.id), sequences=sequences.get(lead.id, []),
         ))
     return rows

@@ -44,6 +44,7 @@ from nurture.models.handoffs import (
     NotificationChannel,
     NotificationStatus,
 )
+from nurture.models.lead_tasks import LeadTask, LeadTaskKind, LeadTaskStatus
 from nurture.models.leads import (
     SYSTEM_REASONS,
     Lead,
@@ -76,7 +77,6 @@ from nurture.models.scoring import (
 from nurture.models.slas import Sla, SlaApproval
 
 __all__ = [
-    "ChangeRequest",
     "LIVE_ENROLLMENT",
     "SYSTEM_REASONS",
     "ApiToken",
@@ -84,6 +84,7 @@ __all__ = [
     "Backtest",
     "BacktestStatus",
     "Base",
+    "ChangeRequest",
     "Collateral",
     "CollateralStatus",
     "CollateralTransition",
@@ -104,6 +105,9 @@ __all__ = [
     "Lead",
     "LeadScore",
     "LeadScoreRule",
+    "LeadTask",
+    "LeadTaskKind",
+    "LeadTaskStatus",
     "LifecycleChange",
     "LifecycleStage",
     "LongTermNurture",
