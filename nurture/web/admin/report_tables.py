@@ -71,6 +71,14 @@ class Table:
     strong: list[bool] = field(default_factory=list)
     """Rows to set in bold (a sequence's total above its steps)."""
 
+    def lines(self) -> list[tuple[bool, list[tuple[str, bool]]]]:
+        """Each row as (bold?, [(text, numeric?) per cell]): what the template walks, with no
+        lookup per cell (a year's funnel is a few hundred cells)."""
+        numeric = [c.numeric for c in self.columns]
+        bold = self.strong or [False] * len(self.rows)
+        return [(b, list(zip(row, numeric, strict=True)))
+                for b, row in zip(bold, self.rows, strict=True)]
+
 
 def human(value: Any) -> str:
     return "" if value is None else str(value).replace("_", " ")
