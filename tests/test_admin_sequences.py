@@ -531,3 +531,51 @@ def test_the_list_links_to_the_builder(marketer, db, api_marketer):
     page = marketer.get("/admin/sequences").text
     assert f'href="/admin/sequences/{sequence_id}"' in page
     assert 'href="/admin/sequences/new"' in page and 'href="/admin/sequences/import"' in page
+
+
+def test_an_email_template_is_edited_and_created_without_leaving_the_builder(
+        marketer, db, api_marketer):
+    from nurture.models.templates import EmailTemplate
+
+    make_collateral(db)
+    sequence_id = imported(api_marketer)
+    url = f"/admin/sequences/{sequence_id}"
+    draft = changed(builder_form(marketer, url), "name", "An unsaved new name")
+    opened = post(marketer, url, draft, op="template-open:1:0")  # `check` sends check-in
+    assert opened.status_code == 200
+    html = lxml.html.document_fromstring(opened.text)
+    assert html.xpath('//input[@name="tpl.name"]/@value') == ["check-in"]
+    assert "Still on your radar" in html.xpath('//input[@name="tpl.subject"]/@value')[0]
+    assert html.xpath('//input[@name="name"]/@value') == ["An unsaved new name"]  # kept
+    # a broken template: the problem at its part and line, nothing stored
+    broken = changed(form_of(opened.text), "tpl.html", "<p>Hi</p>\n<p>{{ lead.first_name </p>")
+    refused = post(marketer, url, broken, op="template-save")
+    assert refused.status_code == 422
+    error = lxml.html.document_fromstring(refused.text).get_element_by_id("tpl-html-error")
+    assert "line 2" in error.text_content()
+    with db.session_scope() as session:
+        assert session.query(EmailTemplate).count() == 0
+    # fixed and saved: stored as a revision, the panel closes, the draft is still there
+    fixed = changed(form_of(refused.text), "tpl.html",
+                    "<p>Hi {{ lead.first_name or 'there' }}, still planning?</p>")
+    saved = post(marketer, url, fixed, op="template-save")
+    assert saved.status_code == 200 and "Template &#39;check-in&#39; saved (revision 1)" in saved.text
+    page = lxml.html.document_fromstring(saved.text)
+    assert not page.xpath('//*[@id="template-panel"]')
+    assert page.xpath('//input[@name="name"]/@value') == ["An unsaved new name"]
+    with db.session_scope() as session:
+        assert "still planning?" in session.query(EmailTemplate).one().html
+    # a new template started from a step: created, and that step now sends it
+    started = post(marketer, url, form_of(saved.text), op="template-new:0:0")
+    new = changed(form_of(started.text), "tpl.name", "pricing-nudge")
+    created = post(marketer, url, new, op="template-save")
+    assert "Template &#39;pricing-nudge&#39; created" in created.text
+    step = lxml.html.document_fromstring(created.text).xpath(
+        '//select[@name="stages[0].steps[0].email.template"]/option[@selected]/@value')
+    assert step == ["pricing-nudge"]
+    taken = post(marketer, url, changed(form_of(started.text), "tpl.name", "check-in"),
+                 op="template-save")
+    assert taken.status_code == 422 and "that name is taken" in taken.text
+    assert versions(db, sequence_id) == 1  # the sequence itself is saved only by Save
+    saved_sequence = post(marketer, url, form_of(created.text))
+    assert saved_sequence.status_code == 302 and versions(db, sequence_id) == 2

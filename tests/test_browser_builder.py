@@ -236,6 +236,16 @@ def test_the_builder_with_numbers_on_the_cards(page, served, db, app, runner):
     p.set_viewport_size({"width": 1440,
                          "height": p.evaluate("document.documentElement.scrollHeight")})
     screenshot(p, "builder")
+    # the template panel, inside the builder
+    p.set_viewport_size({"width": 1440, "height": 900})
+    p.get_by_role("button", name="Edit the template of check-in").click()
+    panel = p.locator("#template-panel")
+    expect(panel.get_by_label("Subject")).to_have_value(re.compile("Still on your radar"))
+    expect(panel.get_by_label("Subject")).to_be_focused()
+    assert accessibility_problems(p) == []
+    screenshot(p, "builder-template")
+    panel.get_by_role("button", name="Close").click()
+    expect(p.locator("#template-panel")).to_have_count(0)
     p.set_viewport_size({"width": 375, "height": 812})
     assert accessibility_problems(p) == []
     screenshot(p, "builder-phone")

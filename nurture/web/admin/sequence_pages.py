@@ -14,7 +14,8 @@ from campaigns.composing import sender_from
 from campaigns.documents import dump_document, parse_document_text, version_document
 from campaigns.messengers import SendRefused, SendUnknown
 from campaigns.previews import Preview, preview_email, send_test_email
-from campaigns.rendering import shared_environment
+from campaigns.rendering import make_environment
+from campaigns.templates import stored_templates
 from nurture.clock import utcnow
 from nurture.errors import InvalidInput, NotFound
 from nurture.models import Sequence, SequenceVersion
@@ -149,8 +150,11 @@ def _preview(sequence: Sequence, step_id: str) -> tuple[SequenceVersion, Preview
     sender = sender_from(config.mail_from, company=config.company_name,
                          postal_address=config.postal_address, base_url=config.base_url)
     lead = (request.values.get("lead") or "").strip() or None
-    preview = preview_email(db_session(), document, step_id, sender=sender,
-                            env=shared_environment(), today=utcnow().date(), lead_email=lead)
+    session = db_session()
+    # the templates as sending renders them: the shipped ones and those saved in the admin
+    preview = preview_email(session, document, step_id, sender=sender,
+                            env=make_environment(stored_templates(session)),
+                            today=utcnow().date(), lead_email=lead)
     return version, preview
 
 

@@ -19,7 +19,7 @@ from campaigns import sequences as service
 from campaigns.builder import collateral_choices
 from campaigns.documents import WEEKDAYS, version_document
 from campaigns.overview import list_sequences
-from campaigns.rendering import FolderTemplates
+from campaigns.templates import list_templates
 from nurture.clock import utcnow
 from nurture.errors import Conflict, InvalidInput, NotFound
 from nurture.models import RejectionReason, Role, Sequence, SequenceVersion
@@ -29,6 +29,7 @@ from nurture.web import db_session
 from nurture.web.access import allow
 from nurture.web.admin import sequence_forms as forms
 from nurture.web.admin.blueprint import bp
+from nurture.web.admin.sequence_templates import Panel, is_template_operation, template_operation
 
 REQUALIFICATION_DAYS = 180
 """The sequence list's requalification rate counts the leads enrolled in this many days."""
@@ -37,9 +38,6 @@ STEP_NUMBERS_DAYS = 90
 """The numbers on the builder's cards count this many days, today included."""
 
 MARKETING = (Role.MARKETER, Role.ADMIN)
-
-SYSTEM_TEMPLATES = ("password-reset", "handoff", "digest")
-"""Shipped templates that are not nurture emails (the builder does not offer them)."""
 
 
 @bp.get("/sequences")
@@ -61,10 +59,6 @@ def _sequence(sequence_id: int) -> Sequence:
         abort(404)
 
 
-def template_names() -> list[str]:
-    return [name for name in FolderTemplates().names() if name not in SYSTEM_TEMPLATES]
-
-
 def step_numbers(sequence: Sequence | None, today: date) -> dict[str, dict[str, int]]:
     """Per step of the sequence: sent, human opens, clicks, unsubscribes, exits (the
     sequences report of the last STEP_NUMBERS_DAYS days)."""
@@ -81,6 +75,8 @@ def render_builder(
     *,
     errors: dict[str, list[str]] | None = None,
     focus: str | None = None,
+    panel: Panel | None = None,
+    panel_note: str | None = None,
     status: int = 200,
 ) -> Any:
     session, today = db_session(), utcnow().date()
@@ -102,7 +98,8 @@ def render_builder(
         settings_problems=any(not a.startswith(("stages", "document")) for a in placed), latest=latest, live=live,
         blocked=blocked, saved_steps=saved_steps, numbers=step_numbers(sequence, today),
         numbers_days=STEP_NUMBERS_DAYS, collateral=collateral_choices(session, today=today),
-        templates=template_names(), reasons=[r.value for r in RejectionReason],
+        templates=[t.name for t in list_templates(session)], panel=panel, panel_note=panel_note,
+        reasons=[r.value for r in RejectionReason],
         weekdays=WEEKDAYS, step_types=forms.STEP_TYPES, engagements=forms.ENGAGEMENTS,
         in_words=forms.describe_duration,
     ), status
@@ -114,6 +111,16 @@ def _post_builder(sequence: Sequence | None) -> Any:
     if sequence is not None:
         document["key"] = sequence.key  # a sequence's key is its identity: never renamed here
     operation = request.form.get("op", "save")
+    if is_template_operation(operation):
+        session = db_session()
+        outcome = template_operation(session, document, operation, request.form,
+                                     actor=current_user.email, now=utcnow())
+        if outcome.note:
+            session.commit()
+        else:
+            session.rollback()
+        return render_builder(sequence, outcome.document, panel=outcome.panel,
+                              panel_note=outcome.note, status=outcome.status)
     if operation != "save":
         document, focus = forms.apply_operation(document, operation, request.form)
         return render_builder(sequence, document, focus=focus)
