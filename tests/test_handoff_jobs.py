@@ -73,3 +73,27 @@ def test_the_dispatcher_fires_due_sla_timers(app, db, crm_env):
         assert handoff.escalations == 1
         assert "sla_missed" in session.execute(select(HandoffEvent.kind)).scalars().all()
     assert ("rep_email", "delivered") in statuses(db)  # the reminder went out (outbox)
+
+
+def test_a_job_that_recycles_a_lead_delivers_its_notifications_at_once(app, db, crm_env,
+                                                                       receiver):
+    """`announce` (what a scoring job calls after its commit) enqueues the deliveries and
+    tries them at once from its own process: the CRM hears of the recycled lead while no
+    worker has taken a job yet; the job, when a worker runs it, finds it delivered and
+    sends nothing twice."""
+    from tests.test_processes import wait_until
+    from workers.notifying import announce
+
+    redis = app.extensions["nurture.redis"]
+    make_rep(db, "rita@example.com")
+    handoff_id, made = recycle(db, rejected_lead(db), now=utcnow())
+    assert announce(made) == 2
+    wait_until(lambda: statuses(db) == [("crm_webhook", "delivered"), ("rep_email", "delivered")],
+               20, "both notifications delivered at once")
+    assert sum(q.count for q in all_queues(redis)) == 2  # the jobs are still waiting
+    assert receiver.verified()["handoff_id"] == handoff_id
+    work(redis)
+    assert len(receiver.requests) == 1
+    with db.session_scope() as session:
+        assert [n.attempts for n in session.execute(select(HandoffNotification)).scalars()] \
+            == [1, 1]

@@ -9,7 +9,9 @@ truth).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from redis import Redis
@@ -82,10 +84,42 @@ def fire_sla_timers(due_by: str) -> dict[str, int]:
 
 
 def announce(notification_ids: list[int]) -> int:
-    """From inside a job, after its commit: enqueue the notifications it made."""
+    """From inside a job, after its commit: enqueue the notifications it made, and try them
+    at once from this process (`deliver_at_once`). Whichever comes first claims the row; the
+    other finds it delivered (or not due again after a failure) and does nothing."""
     if not notification_ids:
         return 0
-    return enqueue_notifications(_connection(load_settings().redis_url), notification_ids)
+    enqueued = enqueue_notifications(_connection(load_settings().redis_url), notification_ids)
+    deliver_at_once(notification_ids)
+    return enqueued
+
+
+AT_ONCE_THREADS = 2
+"""Threads of a worker process that deliver the notifications its jobs just made."""
+
+_AT_ONCE: dict[int, ThreadPoolExecutor] = {}
+
+
+def deliver_at_once(notification_ids: Iterable[int]) -> None:
+    """Deliver these notifications now, beside the job that made them: a recycled lead's CRM
+    webhook leaves as soon as its transaction commits, instead of waiting for a worker to
+    be free for its job (the workers are busy scoring when leads qualify). The job
+    enqueued for each stays the durable way; a process that dies mid-delivery leaves a
+    claim that lapses, and the dispatcher's sweep tries the row again."""
+    pool = _AT_ONCE.get(os.getpid())
+    if pool is None:
+        _AT_ONCE.clear()  # a parent's pool: its threads are not in this process
+        pool = _AT_ONCE[os.getpid()] = ThreadPoolExecutor(
+            AT_ONCE_THREADS, thread_name_prefix="deliver-at-once")
+    for notification_id in notification_ids:
+        pool.submit(_deliver_quietly, notification_id)
+
+
+def _deliver_quietly(notification_id: int) -> None:
+    try:
+        deliver_notification(notification_id)
+    except Exception:  # the job or the sweep tries again; a thread has nobody to tell
+        log.exception("notification %s: delivery at once failed", notification_id)
 
 
 def _connection(url: str | None) -> Redis | None:
