@@ -14,9 +14,18 @@ from nurture.clock import utcnow
 from nurture.models import Role
 from nurture.models.templates import EmailTemplate, EmailTemplateRevision
 from tests.test_auth import csrf_token, make_user, sign_in
+from tests.test_drip_engine import sending  # noqa: F401  (a fixture)
 
 GOOD_HTML = "<p>Hi {{ lead.first_name }},</p>\n<p>Budgets move. Ours did too.</p>\n"
 BROKEN_HTML = "<p>Hi {{ lead.first_name }},</p>\n<p>Budgets move.</p>\n<p>{% if lead.company %}</p>\n"
+
+
+@pytest.fixture(autouse=True)
+def _forget_stored_templates():
+    """The process's sending environment keeps its snapshot of the stored templates; the
+    tables are emptied after each test, so the snapshot is too."""
+    yield
+    shared_environment().loader.store.replace({}, None)
 
 
 def signed_in(client, db, role=Role.MARKETER):
@@ -240,3 +249,26 @@ def test_an_edited_template_is_what_the_engine_sends(db):
                               "t", actor="m@x", now=utcnow())
         env = make_environment(service.stored_templates(session))
     assert render_email(env, "check-in", sample_context()).subject == "Edited Example Corp"
+
+
+def test_the_drip_engine_sends_the_saved_text_and_the_next_revision_at_once(db, sending):  # noqa: F811
+    """Through the engine itself: a worker's long-lived environment sends what was saved,
+    and a later save from its next batch on."""
+    from tests.test_drip_engine import T0, Clock, reject, setup_sequence, tick
+
+    sink, make = sending
+    clock = Clock(T0)
+    setup_sequence(db, clock)
+    with db.session_scope() as session:
+        service.save_template(session, "check-in", "Budgets thaw, {{ lead.first_name }}",
+                              GOOD_HTML, "Hi {{ lead.first_name }}", actor="m@x", now=utcnow())
+    reject(db, clock, email="one@example.com")
+    tick(db, clock, make)
+    assert [m["Subject"] for m in sink.messages] == ["Budgets thaw, Lee"]
+    assert "Ours did too" in sink.messages[0].get_body(("html",)).get_content()
+    with db.session_scope() as session:
+        service.save_template(session, "check-in", "Second thoughts, {{ lead.first_name }}?",
+                              GOOD_HTML, "Hi", actor="m@x", now=utcnow())
+    reject(db, clock, email="two@example.com")
+    tick(db, clock, make)
+    assert [m["Subject"] for m in sink.messages][-1] == "Second thoughts, Lee?"

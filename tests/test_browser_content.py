@@ -115,6 +115,10 @@ def test_a_marketer_edits_a_template_sees_the_error_at_its_line_and_fixes_it(pag
     assert width is not None and width["width"] <= 375
     no_accessibility_problems(p)
     screenshot(p, "template-saved-phone-preview")
+    p.set_viewport_size({"width": 390, "height": 844})  # the editor on a phone
+    expect(p.get_by_role("button", name="Save template")).to_be_visible()
+    no_accessibility_problems(p)
+    screenshot(p, "template-edit-on-a-phone")
     assert page.errors == []  # no CSP refusal, no script error
 
 
@@ -187,4 +191,8 @@ def test_a_marketer_uploads_collateral_submits_it_and_reads_the_approvers_commen
     expect(row).to_contain_text("decision")
     no_accessibility_problems(p)
     screenshot(p, "collateral-list")
+    p.set_viewport_size({"width": 390, "height": 844})
+    p.get_by_role("link", name="Logistics ROI benchmark 2027").click()
+    no_accessibility_problems(p)
+    screenshot(p, "collateral-item-on-a-phone")
     assert page.errors == []

@@ -61,9 +61,34 @@
     show();
   }
 
+  // a file over the limit is refused before it is sent (the server refuses it too)
+  function sizeCheck() {
+    document.querySelectorAll("input[type='file'][data-max-bytes]").forEach(function (input) {
+      var limit = parseInt(input.getAttribute("data-max-bytes"), 10);
+      var note = document.createElement("p");
+      note.className = "error";
+      note.id = input.id + "-size";
+      note.setAttribute("role", "alert");
+      note.hidden = true;
+      input.parentNode.appendChild(note);
+      input.addEventListener("change", function () {
+        var file = input.files && input.files[0];
+        var tooBig = !!file && file.size > limit;
+        note.hidden = !tooBig;
+        note.textContent = tooBig ? file.name + " is larger than " +
+          Math.floor(limit / 1048576) + " MiB: choose a smaller file." : "";
+        input.setCustomValidity(tooBig ? note.textContent : "");
+        if (input.form) {
+          input.form.querySelectorAll("button[type='submit']").forEach(function (b) { b.disabled = tooBig; });
+        }
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     widthSwitch();
     errorLinks();
     sourceChoice();
+    sizeCheck();
   });
 })();
