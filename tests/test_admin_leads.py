@@ -184,6 +184,18 @@ def test_the_list_pages_by_keyset_without_gaps_or_repeats(signed_in, db):
     assert "120 leads match" in first
 
 
+def test_the_count_stops_at_a_thousand_and_says_more(signed_in, db):
+    now = utcnow()
+    with db.engine.begin() as conn:
+        conn.execute(Lead.__table__.insert(), [
+            {"email": f"bulk{n:04}@example.com", "attributes": {}, "lifecycle_stage": "lead",
+             "created_at": now, "updated_at": now} for n in range(1_002)])
+    page = signed_in.get("/admin/leads").text
+    assert "More than 1,000 leads match" in page and "showing 50" in page
+    assert "1,002" not in page
+    assert "2 leads match" in signed_in.get("/admin/leads?q=bulk100").text  # 1000 and 1001
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ({"after": "not-a-cursor!!"}, "this page link is damaged"),
     ({"after": "WyJlbWFpbCIsMSwxXQ"}, "this page link is damaged"),  # a cursor of another order
