@@ -352,3 +352,51 @@ def test_an_unknown_item_is_404(client, db, people):
     assert client.get("/admin/approvals/collateral/999").status_code == 404
     assert client.get("/admin/approvals/scoring_model/999").status_code == 404
     assert client.get("/admin/approvals/nothing/1").status_code == 404
+
+
+def test_approving_in_the_queue_lets_the_marketers_sequence_go_live(client, db, people,
+                                                                    make_token):
+    from tests.conftest import Api
+    from tests.test_routing import sequence
+
+    marketer = Api(client, make_token(Role.MARKETER, "m"))
+    version_id = submitted_collateral(db, people["mara"], key="planning-guide",
+                                      title="Planning guide")
+    sequence_id = sequence(marketer, "timing", activate=False)
+    refused = marketer.post(f"/api/v1/sequences/{sequence_id}/activate")
+    assert refused.status_code == 409 and "planning-guide" in str(refused.json)
+    sign_in(client, SAM)
+    token = token_of(client, f"/admin/approvals/collateral/{version_id}")
+    client.post(f"/admin/approvals/collateral/{version_id}/approve", data={"csrf_token": token})
+    assert marketer.post(f"/api/v1/sequences/{sequence_id}/activate").status_code == 200
+
+
+def test_an_uploaded_asset_is_previewed_from_a_staff_only_address(client, db, people, app):
+    import io
+    from pathlib import Path
+
+    from campaigns.uploads import store_upload
+
+    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00"
+           b"\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05"
+           b"\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+    folder = Path(app.extensions["nurture.settings"].instance_path) / "uploads"
+    stored = store_upload(io.BytesIO(png), "banner.png", folder)
+    mara = Actor(email=MARA, role=Role.MARKETER, user_id=people["mara"])
+    with db.session_scope() as session:
+        version = collateral_service.create_collateral(
+            session, "banner", {"title": "Banner", "file_path": stored.path,
+                                "file_name": stored.file_name,
+                                "content_type": stored.content_type}, actor=mara, now=utcnow())
+        collateral_service.transition(session, version.id, "submit", actor=mara, now=utcnow())
+        version_id = version.id
+    asset = f"/admin/approvals/collateral/{version_id}/asset"
+    assert client.get(asset).status_code == 302  # anonymous: to sign-in
+    sign_in(client, SAM)
+    html = client.get(f"/admin/approvals/collateral/{version_id}").text
+    assert f'<img class="asset-image" src="{asset}" alt="Banner">' in html
+    answer = client.get(asset)
+    assert answer.status_code == 200 and answer.data == png
+    assert answer.headers["Content-Type"] == "image/png"
+    assert answer.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert client.get(f"/files/{version_id}/banner.png").status_code == 404  # not approved yet
