@@ -433,8 +433,12 @@ def sending(database: Database, database_url: str, emails: int, workdir: Path) -
         finally:
             for worker in workers:
                 stop(worker)
+    time.sleep(1.5)  # the backends flush their table statistics at most once a second
     with database.engine.connect() as conn:
         sent = conn.execute(text("SELECT count(*) FROM messages WHERE status = 'sent'")).scalar()
+        updates, in_place = conn.execute(text(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'messages'"
+        )).one()
     if sent != emails or count.value != emails:
         raise RuntimeError(f"{count.value} received, {sent} recorded sent, of {emails}")
     nurture_rate = emails / elapsed
@@ -450,6 +454,8 @@ def sending(database: Database, database_url: str, emails: int, workdir: Path) -
         print(f"   {len(jobs)} jobs of {emails // len(jobs)}: median {statistics.median(jobs):.1f} s "
               f"a job, {statistics.median(jobs) / (emails / len(jobs)) * 1000:.0f} ms an email "
               "inside a job")
+    print(f"   messages updated in place (HOT, no index entry written): {in_place:,} of "
+          f"{updates:,} updates ({in_place / max(updates, 1):.0%})")
     print("   CPU an email during that run: " + ", ".join(
         f"{name} {seconds / emails * 1000:.2f} ms" for name, seconds in used.items())
         + f" (of {2 * 1000 / nurture_rate:.2f} ms the two cores had an email)")

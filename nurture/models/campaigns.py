@@ -149,7 +149,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", name="uq_messages_enrollment_step"),
-        Index("ix_messages_lead_id_sent_at", "lead_id", "sent_at"),
+        Index("ix_messages_lead_id", "lead_id"),  # not sent_at: sending updates in place (0016)
     )
 
     id: Mapped[id_pk]
