@@ -282,6 +282,49 @@ def test_a_rep_on_a_phone_reads_why_a_lead_is_back_and_rejects_it_to_the_budget_
     finally:
         context.close()
 
+    # Rita leads her team: the team's inbox, on the phone, and a reassignment
+    make_user(db, "mia@example.com", Role.REP, "Mia Wagner", team="DACH")
+    with db.session_scope() as session:
+        from nurture.models import User
+
+        session.execute(select(User).where(User.email == "rita@example.com")).scalar_one() \
+            .team_lead = True
+        intake = reject_lead(session, "lukas.braun@kessler.example", {
+            "first_name": "Lukas", "last_name": "Braun", "title": "Head of IT",
+            "company": "Kessler Maschinenbau", "country": "AT"}, rep_email="mia@example.com",
+            reason=RejectionReason.BAD_TIMING, rejected_at=utcnow() - timedelta(days=100),
+            now=utcnow() - timedelta(days=100))
+        mias = services.recycle(session, intake.lead_id, score={
+            "total": 64, "fit": 25, "engagement": 39, "explanation": [
+                {"rule": "demo_request", "points": 39, "at": utcnow().isoformat()}]},
+            model_version_id=None, qualifying_event_id=None, qualified_at=utcnow(),
+            now=utcnow())
+        assert mias is not None
+        mias_id = mias.id
+    context, watched = open_page(browser, PHONE)
+    try:
+        p = watched.page
+        sign_in(p, system.url, "rita@example.com")
+        p.wait_for_url(f"{system.url}/reps/")
+        p.get_by_role("link", name=re.compile("Team · DACH")).click()
+        p.wait_for_url(re.compile(r".*/reps/\?team=1$"))
+        assert p.get_by_role("heading", name="Team inbox").is_visible()
+        assert p.get_by_text("Assigned to mia@example.com").is_visible()
+        no_horizontal_scroll(p)
+        assert accessibility_problems(p) == []
+        screenshot(p, "rep-team-inbox-phone")
+        p.get_by_role("link", name=re.compile("Lukas Braun")).click()
+        p.wait_for_url(f"{system.url}/reps/handoffs/{mias_id}")
+        p.get_by_label("Give it to").select_option("rita@example.com")
+        p.get_by_role("button", name="Reassign").click()
+        assert "Reassigned to rita@example.com" in p.get_by_role("status").first.inner_text()
+        assert p.get_by_role("button", name="Accept: I will work this lead").is_visible()
+        no_horizontal_scroll(p)
+        assert accessibility_problems(p) == []
+        assert watched.errors == []
+    finally:
+        context.close()
+
     # the same pages at a desk
     context, watched = open_page(browser, DESKTOP)
     try:
