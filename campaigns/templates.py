@@ -22,6 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns.previews import LEAD_FIELDS, find_lead
 from campaigns.rendering import (
     LAYOUT,
     PARTS,
@@ -266,10 +267,18 @@ def revisions(session: Session, name: str, *, limit: int = 20) -> list[EmailTemp
     ).scalars())
 
 
-def preview_email(session: Session, name: str, context: dict[str, Any] | None = None
-                  ) -> RenderedEmail:
-    """The template rendered as sending would, for the sample lead unless a context is given
-    (links untracked); TemplateProblem when it cannot be."""
+def preview_email(session: Session, name: str, *, lead_email: str | None = None
+                  ) -> tuple[RenderedEmail, str]:
+    """The template rendered as sending would (links untracked), for the sample lead or the
+    lead with this address; and whom it was rendered for. NotFound for an unknown template
+    or lead, TemplateProblem when it does not render."""
     get_template(session, name)
+    context = sample_context()
+    who = "the sample lead Sam Sample"
+    if lead_email:
+        lead = find_lead(session, lead_email)
+        context["lead"] = ({field: getattr(lead, field) for field in LEAD_FIELDS}
+                           | {"attributes": lead.attributes or {}})
+        who = lead.email
     env = make_environment(stored_templates(session))
-    return render_email(env, name, context or sample_context())
+    return render_email(env, name, context), who

@@ -182,6 +182,23 @@ def test_the_preview_is_the_email_under_a_policy_without_script(client, db):
     assert client.get("/admin/templates/no-such/preview").status_code == 404
 
 
+def test_the_preview_for_a_real_lead_and_for_an_unknown_address(client, db, api):
+    answer = api.post("/api/v1/leads", json={"email": "vera@acme.example", "first_name": "Vera",
+                                             "company": "<b>Acme</b>"})
+    assert answer.status_code == 201
+    signed_in(client, db)
+    page = client.get("/admin/templates/check-in?lead=vera@acme.example").text
+    assert "for vera@acme.example" in page
+    assert "/admin/templates/check-in/preview?lead=vera@acme.example" in page
+    preview = client.get("/admin/templates/check-in/preview?lead=vera@acme.example").text
+    assert "Hi Vera" in preview and "&lt;b&gt;Acme&lt;/b&gt;" in preview
+    unknown = client.get("/admin/templates/check-in?lead=nobody@example.com").text
+    assert "No lead has the address nobody@example.com" in unknown
+    assert "for the sample lead Sam Sample" in unknown
+    assert client.get("/admin/templates/check-in/preview?lead=nobody@example.com"
+                      ).status_code == 404
+
+
 def test_stored_script_in_a_template_stays_inert_in_the_editor(client, db):
     signed_in(client, db)
     with db.session_scope() as session:

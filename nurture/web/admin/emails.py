@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, abort, flash, redirect, render_template, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import escape
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
@@ -131,13 +132,23 @@ def template_edit(name: str) -> Any:
             return redirect(url_for("admin.template_edit", name=name))
     _attach(form, problems)
     preview = rendered = None
+    lead = (request.args.get("lead") or "").strip()[:320] or None
+    who, lead_problem = "", None
     try:
-        rendered = service.preview_email(session, name)
+        rendered, who = service.preview_email(session, name, lead_email=lead)
+    except NotFound:
+        lead_problem = f"No lead has the address {lead}; the preview shows the sample lead."
+        lead = None
+        try:
+            rendered, who = service.preview_email(session, name)
+        except TemplateProblem as exc:
+            preview = str(exc)
     except TemplateProblem as exc:
         preview = str(exc)
     return _editor(
         "admin/templates/edit.html", form=form, template=current, problems=problems,
-        rendered=rendered, preview_problem=preview,
+        rendered=rendered, preview_problem=preview, who=who, lead=lead,
+        lead_problem=lead_problem,
         usage=usage.template_usage(session).get(name, []),
         revisions=service.revisions(session, name), reset_form=ResetForm(),
     )
@@ -165,22 +176,17 @@ def template_preview(name: str) -> Any:
     """The saved template's email for the sample lead, as a document for a sandboxed frame."""
     session = db_session()
     try:
-        rendered = service.preview_email(session, name)
+        rendered, _ = service.preview_email(session, name,
+                                            lead_email=request.args.get("lead") or None)
         html = rendered.html
     except NotFound:
         abort(404)
     except TemplateProblem as exc:
-        html = f"<!DOCTYPE html><p>This template does not render: {_escape(str(exc))}</p>"
+        html = f"<!DOCTYPE html><p>This template does not render: {escape(str(exc))}</p>"
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = PREVIEW_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
-
-
-def _escape(text: str) -> str:
-    from markupsafe import escape
-
-    return str(escape(text))
 
 
 def _attach(form: FlaskForm, problems: list[service.Problem]) -> None:
