@@ -180,9 +180,11 @@ def test_a_marketer_builds_a_sequence_sees_activation_refused_then_activates(
     p.goto(f"{system.url}/admin/sequences/{sequence_id}/versions")
     expect(p.get_by_role("heading", name="History")).to_be_visible()
     assert accessibility_problems(p) == []
+    screenshot(p, "builder-versions")
     p.goto(f"{system.url}/admin/sequences/{sequence_id}/yaml")
     expect(p.locator(".yaml-view")).to_contain_text("key: timing-check-in")
     assert accessibility_problems(p) == []
+    screenshot(p, "builder-yaml")
     assert page.errors == []
 
 
@@ -249,4 +251,9 @@ def test_the_builder_with_numbers_on_the_cards(page, served, db, app, runner):
     p.set_viewport_size({"width": 375, "height": 812})
     assert accessibility_problems(p) == []
     screenshot(p, "builder-phone")
+    # the page does not scroll sideways on a phone: the board scrolls in its own box
+    wide = p.evaluate("""() => [...document.querySelectorAll('body *')].filter(e =>
+        e.getBoundingClientRect().right > 376 && !e.closest('.board, .tabs')).map(e =>
+        e.tagName + '.' + e.className).slice(0, 5)""")
+    assert p.evaluate("document.documentElement.scrollWidth") <= 375, wide
     assert page.errors == []
