@@ -168,6 +168,12 @@ def _fit(label: str, room: float, size: int = 12) -> str:
     return label if len(label) <= most else label[: most - 1] + "…"
 
 
+def _label_step(labels: Sequence[str], slot: float) -> int:
+    """Name every how-many-th column so the axis names do not overlap (11-unit text)."""
+    widest = 6.4 * max((len(x) for x in labels), default=1) + 8
+    return max(1, math.ceil(widest / slot))
+
+
 def _legend(svg: _Svg, names: Sequence[str], x: float, y: float) -> None:
     for index, name in enumerate(names):
         colour = PALETTE[index % len(PALETTE)]
@@ -279,7 +285,7 @@ def columns(chart_id: str, title: str, summary: str, labels: Sequence[str],
     slot = plot_w / max(1, len(labels))
     column = min(56.0, slot * 0.7)
     each = column if stacked or not many else column / len(series)
-    step_labels = max(1, math.ceil(len(labels) * 46 / plot_w))
+    step_labels = _label_step(labels, slot)
     for i, label in enumerate(labels):
         x0 = left + i * slot + (slot - column) / 2
         offset = 0.0
@@ -331,7 +337,7 @@ def lines(chart_id: str, title: str, summary: str, labels: Sequence[str],
         svg.text(left - 8, y + 4, fmt(tick), anchor="end", size=11)
     slot = plot_w / max(1, len(labels))
     xs = [left + slot * (i + 0.5) for i in range(len(labels))]
-    step_labels = max(1, math.ceil(len(labels) * 52 / plot_w))
+    step_labels = _label_step(labels, slot)
     for i, label in enumerate(labels):
         if i % step_labels == 0:
             svg.text(xs[i], base + 17, _fit(label, slot * step_labels), anchor="middle", size=11,

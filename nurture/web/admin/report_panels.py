@@ -38,7 +38,7 @@ TOP_GROUPS = 6
 MOST_STEPS = 16
 """The step chart draws this many steps, those that delivered most; its table has them all."""
 
-STACK_COLUMNS = 4
+STACK_COLUMNS = 3
 """A table of more columns goes under its chart (full width), a narrower one beside it."""
 
 WIDE, NARROW = 940, 600

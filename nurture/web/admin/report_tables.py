@@ -54,7 +54,7 @@ SHARES = {"conversion", "acceptance_rate", "within_5_minutes", "share"}
 DURATIONS_S = {"median_seconds", "p90_seconds", "nurture_median_seconds", "nurture_p90_seconds"}
 DURATIONS_MS = {"median_ms", "p90_ms", "up_to_ms"}
 TEXT = {"cohort", "stage", "month", "reason", "leg", "sequence", "step", "collateral", "band",
-        "rep", "team", "source", "revenue_from_recycled"}
+        "rep", "team", "source"}
 
 
 @dataclass(frozen=True)
