@@ -164,7 +164,7 @@ def _at(series: Series, index: int) -> float | None:
 
 def _fit(label: str, room: float, size: int = 12) -> str:
     """The label cut with an ellipsis to fit about `room` units at this font size."""
-    most = max(3, int(room / (size * 0.56)))
+    most = max(3, int(room / (size * 0.62)))
     return label if len(label) <= most else label[: most - 1] + "…"
 
 
@@ -195,7 +195,7 @@ def hbars(chart_id: str, title: str, summary: str, labels: Sequence[str],
     at the end of each bar; `notes` add a muted text after a row's values; a reference draws
     a dashed line at its value across every row."""
     many = len(series) > 1
-    label_room = min(width * 0.34, max(90.0, 7.0 * max((len(x) for x in labels), default=4)))
+    label_room = min(width * 0.34, max(90.0, 7.6 * max((len(x) for x in labels), default=4)))
     value_room = 9.0 * max((len(fmt(v)) for s in series for v in s.values if v is not None),
                            default=3) + 16
     note_room = 6.0 * max((len(n) for n in notes or ()), default=0) + (16 if notes else 0)
