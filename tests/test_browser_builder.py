@@ -129,6 +129,9 @@ def test_a_marketer_builds_a_sequence_sees_activation_refused_then_activates(
     p.keyboard.press("Enter")
     expect(p.locator('[data-card="stages[1].steps[1]"]')).to_have_class(re.compile("card-wait"))
     expect(p.locator('[data-card="stages[1].steps[0]"]')).to_have_class(re.compile("card-email"))
+    # the branch's "No" path follows the new order: the next step is now the email
+    otherwise = field(p, "stages[0].steps[2].branch.else")
+    expect(otherwise.locator("option").first).to_have_text("the next step (case-study)")
     assert accessibility_problems(p) == []
     screenshot(p, "builder-new")
     p.get_by_role("button", name="Save the sequence").click()
@@ -176,9 +179,18 @@ def test_a_marketer_builds_a_sequence_sees_activation_refused_then_activates(
     message = wait_until(lambda: list(sink.messages), 10, "the test email")[0]
     assert message["To"] == "mara@example.com" and message["Subject"].startswith("[Test] ")
 
+    # editing the active sequence makes version 2; version 1 stays live until activated
+    p.goto(f"{system.url}/admin/sequences/{sequence_id}")
+    field(p, "stages[0].steps[1].wait.duration").fill("PT20M")
+    p.get_by_role("button", name="Save as a new version").click()
+    expect(p.get_by_text("Saved as version 2")).to_be_visible()
+    expect(p.locator(".subtitle")).to_contain_text("version 1 is live")
+
     # versions and YAML pages
     p.goto(f"{system.url}/admin/sequences/{sequence_id}/versions")
     expect(p.get_by_role("heading", name="History")).to_be_visible()
+    expect(p.locator("tr.diff-removed")).to_contain_text("duration: PT10M")
+    expect(p.locator("tr.diff-added")).to_contain_text("duration: PT20M")
     assert accessibility_problems(p) == []
     screenshot(p, "builder-versions")
     p.goto(f"{system.url}/admin/sequences/{sequence_id}/yaml")

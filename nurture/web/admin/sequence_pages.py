@@ -22,7 +22,7 @@ from nurture.models import Sequence, SequenceVersion
 from nurture.web import db_session, settings
 from nurture.web.access import allow
 from nurture.web.admin.blueprint import bp
-from nurture.web.admin.sequences import MARKETING, _sequence
+from nurture.web.admin.sequences import MARKETING, _sequence, header_versions
 from nurture.web.security import CONTENT_SECURITY_POLICY
 
 MAX_DOCUMENT_BYTES = 512 * 1024
@@ -54,7 +54,8 @@ def sequence_versions(sequence_id: int) -> Any:
     new_number = request.args.get("b", type=int) or newest
     old, new = _version(sequence, old_number), _version(sequence, new_number)
     return render_template("admin/sequences/versions.html", sequence=sequence, rows=rows,
-                           old=old, new=new, diff=document_diff(old.document, new.document))
+                           old=old, new=new, diff=document_diff(old.document, new.document),
+                           **header_versions(sequence))
 
 
 @bp.get("/sequences/<int:sequence_id>/yaml")
@@ -64,7 +65,7 @@ def sequence_yaml(sequence_id: int) -> Any:
     version = _version(sequence, request.args.get("version", type=int))
     return render_template("admin/sequences/yaml.html", sequence=sequence, version=version,
                            text=dump_document(version.document, yaml_format=True),
-                           draft=None, errors={})
+                           draft=None, errors={}, **header_versions(sequence))
 
 
 @bp.get("/sequences/<int:sequence_id>/yaml/download")
@@ -120,8 +121,9 @@ def _import(sequence: Sequence | None) -> Any:
         flash("Not imported: nothing was changed.", "error")
         template = "admin/sequences/yaml.html" if sequence else "admin/sequences/import.html"
         version = service.latest_version(session, sequence.id) if sequence else None
+        versions = header_versions(sequence) if sequence else {}
         return render_template(template, sequence=sequence, version=version, text=text,
-                               draft=text, errors=exc.errors), 422
+                               draft=text, errors=exc.errors, **versions), 422
     session.commit()
     flash(f"Imported as version {imported.version.version}." if imported.created_version
           else "Nothing changed: the document is the newest version already.", "success")

@@ -69,6 +69,14 @@ def step_numbers(sequence: Sequence | None, today: date) -> dict[str, dict[str, 
     return {r["step"]: r for r in report.rows if r["sequence"] == sequence.key and r["step"]}
 
 
+def header_versions(sequence: Sequence) -> dict[str, SequenceVersion | None]:
+    """The newest and the live version, for the header of every page of a sequence."""
+    session = db_session()
+    live = (session.get(SequenceVersion, sequence.active_version_id)
+            if sequence.active_version_id else None)
+    return {"latest": service.latest_version(session, sequence.id), "live": live}
+
+
 def render_builder(
     sequence: Sequence | None,
     document: dict[str, Any],

@@ -94,6 +94,7 @@
   form.addEventListener("input", soon);
   form.addEventListener("change", function (event) {
     if (event.target.closest("[data-wait-mode]")) { syncWaitModes(); }
+    if (event.target.classList.contains("step-id")) { refreshBranches(); }
     soon();
   });
 
@@ -126,7 +127,45 @@
       if (up) { up.disabled = k === 0; }
       if (down) { down.disabled = k === cards.length - 1; }
     });
+    refreshBranches();
     soon();
+  }
+
+  /* a branch's lists follow the order: earlier emails for its condition, later steps for
+     its two paths (what the server would render for the new order) */
+  function refreshBranches() {
+    var cards = Array.prototype.slice.call(form.querySelectorAll("[data-card]"));
+    var ids = cards.map(function (card) {
+      var input = card.querySelector(".step-id");
+      return input ? input.value.trim() : "";
+    });
+    cards.forEach(function (card, k) {
+      if (!card.classList.contains("card-branch")) { return; }
+      var earlier = ids.slice(0, k).filter(function (id, j) {
+        return cards[j].classList.contains("card-email");
+      });
+      var later = ids.slice(k + 1);
+      card.querySelectorAll("select").forEach(function (select) {
+        var name = select.getAttribute("name") || "";
+        var choices = /\.condition\.step$/.test(name) ? earlier
+          : (/\.(then|else)$/.test(name) ? later : null);
+        if (!choices) { return; }
+        var current = select.value;
+        var isElse = /\.else$/.test(name);
+        select.textContent = "";
+        var add = function (value, label) {
+          var option = document.createElement("option");
+          option.value = value;
+          option.textContent = label;
+          option.selected = value === current;
+          select.appendChild(option);
+        };
+        if (isElse) { add("", "the next step" + (later.length ? " (" + later[0] + ")" : "")); }
+        if (current && choices.indexOf(current) < 0) { add(current, current); }
+        else if (!current && !isElse) { add("", "\u2014 choose \u2014"); }
+        choices.forEach(function (id) { add(id, id); });
+      });
+    });
   }
 
   function lists() { return Array.prototype.slice.call(form.querySelectorAll("[data-steps]")); }
