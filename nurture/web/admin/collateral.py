@@ -13,7 +13,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, send_from_directory, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -197,13 +206,9 @@ def collateral_item(key: str) -> Any:
     return render_template("admin/collateral/item.html", detail=detail, asset=detail.asset,
                            numbers=numbers.get(key, {}), period=period, action=ActionForm(),
                            can_submit=current_user.role in MARKETING, today=today,
-                           approvals="admin.approval_collateral" in _endpoints())
-
-
-def _endpoints() -> Any:
-    from flask import current_app
-
-    return current_app.view_functions
+                           approvals="admin.approval_collateral" in current_app.view_functions,
+                           builder=current_user.role in MARKETING
+                           and "admin.sequence_builder" in current_app.view_functions)
 
 
 @bp.route("/collateral/<key>/versions/new", methods=["GET", "POST"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import escape
@@ -65,7 +65,7 @@ class ResetForm(FlaskForm):
 def templates() -> Any:
     session = db_session()
     return render_template("admin/templates/list.html", templates=service.list_templates(session),
-                           usage=usage.template_usage(session))
+                           usage=usage.template_usage(session), builder=_builder())
 
 
 @bp.route("/templates/new", methods=["GET", "POST"])
@@ -150,7 +150,7 @@ def template_edit(name: str) -> Any:
         rendered=rendered, preview_problem=preview, who=who, lead=lead,
         lead_problem=lead_problem,
         usage=usage.template_usage(session).get(name, []),
-        revisions=service.revisions(session, name), reset_form=ResetForm(),
+        revisions=service.revisions(session, name), reset_form=ResetForm(), builder=_builder(),
     )
 
 
@@ -187,6 +187,11 @@ def template_preview(name: str) -> Any:
     response.headers["Content-Security-Policy"] = PREVIEW_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
+
+
+def _builder() -> bool:
+    """Whether the sequences using a template link to their builder."""
+    return "admin.sequence_builder" in current_app.view_functions
 
 
 def _attach(form: FlaskForm, problems: list[service.Problem]) -> None:
