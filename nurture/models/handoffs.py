@@ -39,6 +39,12 @@ class Handoff(Base):
         ),
         Index("ix_handoffs_lead_id_created_at", "lead_id", "created_at"),
         Index("ix_handoffs_rep_email_status", "rep_email", "status"),
+        # the rep's inbox: open ones soonest due first, closed ones latest first
+        Index(
+            "ix_handoffs_rep_open_due", "rep_email", "sla_due_at",
+            postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'"),
+        ),
+        Index("ix_handoffs_rep_email_created_at", "rep_email", "created_at"),
         # the dispatcher's query: open handoffs whose SLA timer is due
         Index(
             "ix_handoffs_sla_due", "next_sla_at",
