@@ -161,6 +161,7 @@ def lead_detail(lead_id: int) -> Any:
         scale=scale, threshold=_threshold(model), rules=rules, history=history,
         timeline=lead_timeline(session, lead.id, before=before), live=live,
         enroll_form=enroll_form, erased=is_erased(lead),
+        enrollable=lead.lifecycle_stage in lead_actions.ENROLLABLE_FROM,
         suppressed=lead_actions.is_suppressed(session, lead.email),
         may_change=current_user.role in MARKETING,
     )
