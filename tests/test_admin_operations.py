@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
@@ -586,7 +587,12 @@ def test_a_failed_job_is_shown_with_its_error_and_requeued(client, db, app):
     q = queue(connection, QueueName.DEFAULT)
     q.enqueue_call("workers.inspection.queue_counts", args=("not a redis",), job_id="broken-1",
                    description="queue_counts('not a redis')")
-    SimpleWorker([q], connection=connection).work(burst=True)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        SimpleWorker([q], connection=connection).work(burst=True)
+    finally:  # the worker installs its own; pytest's own must come back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     operator(client, db)
     page = client.get("/admin/operations/queues").text
     assert "broken-1" in page and "AttributeError" in page

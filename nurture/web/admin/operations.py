@@ -282,17 +282,17 @@ def _render(template: str, **context: Any) -> str:
     return render(template, providers_named=PROVIDER_NAMES, **context)
 
 
-def _configured(provider: str) -> tuple[bool, str]:
-    """Whether the provider's webhook is set up, and what it needs if not."""
+def _configured(provider: str) -> tuple[bool, tuple[str, ...]]:
+    """Whether the provider's webhook is set up, and the settings it needs."""
     s = settings()
     if provider == "sendgrid":
-        return bool(s.sendgrid_webhook_public_key), "SENDGRID_WEBHOOK_PUBLIC_KEY"
+        return bool(s.sendgrid_webhook_public_key), ("SENDGRID_WEBHOOK_PUBLIC_KEY",)
     if provider == "mailgun":
-        return bool(s.mailgun_webhook_signing_key), "MAILGUN_WEBHOOK_SIGNING_KEY"
+        return bool(s.mailgun_webhook_signing_key), ("MAILGUN_WEBHOOK_SIGNING_KEY",)
     if provider == "postmark":
         return (bool(s.postmark_webhook_username and s.postmark_webhook_password),
-                "POSTMARK_WEBHOOK_USERNAME and POSTMARK_WEBHOOK_PASSWORD")
-    return bool(s.ses_sns_topic_arns), "SES_SNS_TOPIC_ARNS"
+                ("POSTMARK_WEBHOOK_USERNAME", "POSTMARK_WEBHOOK_PASSWORD"))
+    return bool(s.ses_sns_topic_arns), ("SES_SNS_TOPIC_ARNS",)
 
 
 def _crm() -> dict[str, Any]:
