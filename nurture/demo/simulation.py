@@ -68,7 +68,13 @@ from nurture.models import (
 from nurture.scoring import live
 
 TICK = timedelta(hours=1)
-"""How far the clock moves between two rounds of the dispatcher's work."""
+"""How far the clock moves between two looks at the SLA timers (reminders, expiries, stalls)."""
+
+WORK_HOURS = 3
+"""The workers' round (the provider's webhook batch stored, the engagement job, the claim of
+due enrollments and their sending) runs at every hour of the day divisible by this: each
+round's statements are shared by three hours' events and emails rather than one's (a
+round's cost barely grows with its batch; docs/BENCHMARKS.md)."""
 
 SCORING_DELAY = timedelta(seconds=20)
 """How long after the hour's last stored event the engagement job scores the hour's events
@@ -178,7 +184,6 @@ class Simulation:
                 )
                 lead_id = intake.lead_id
         self.leads[lead_id] = person
-        self.due_checked = False
         for visit in behaviour.website_visits(self.rng, person, until=self.end):
             self.at(visit.at, "visit", (person, visit))
 
@@ -249,37 +254,46 @@ class Simulation:
     # --- the dispatcher's hour ---------------------------------------------------------------
 
     def _tick(self, now: datetime) -> None:
-        """One hour's work of the workers and the dispatcher, skipping what is not due."""
-        if self.engaged_at is not None or self.provider_batch:
-            # the provider's webhook batch of the past hour, then the engagement job: every
-            # event waiting, at once
-            batch, self.provider_batch = self.provider_batch, []
-            at = now if batch or self.engaged_at is None else self.engaged_at
-            with self.db.session_scope() as session:
-                if batch:
-                    store_provider_events(session, batch, now=now)
-                self._score(session, at)
-            self._after(at)
-            self.engaged_at = None
-        if not self.due_checked:
+        """One hour of the dispatcher: SLA timers and notification retries when due and, at
+        every `WORK_HOURS`-th hour, the workers' round (`_work`)."""
+        if now.hour % WORK_HOURS == 0:
+            self._work(now)
+        elif not self.due_checked:
             with self.db.session_scope() as session:
                 self.moments = next_work(session)
             self.due_checked = True
-        steps, timers, retries = self.moments
+        _, timers, retries = self.moments
         if timers is not None and timers <= now:
             self._fire_timers(now)
-        if steps is not None and steps <= now:
-            with self.db.session_scope() as session:
-                claimed = claim_due(session, now=now)
-            if claimed:
-                run_due(self.db, claimed, self.sending, clock=lambda: now)
-                self._react_to_sent()
         if retries is not None and retries <= now:
             with self.db.session_scope() as session:
                 due = [n for n, _ in due_notifications(session, now=now)]
             self._deliver(due, now)
-        if any(m is not None and m <= now for m in self.moments):
+        if any(m is not None and m <= now for m in (timers, retries)):
             self.due_checked = False
+
+    def _work(self, now: datetime) -> None:
+        """The workers' round, in one transaction up to the sending: the provider's webhook
+        batch of the past hours is stored, the engagement job hands on and scores every event
+        waiting (recycles happen when scoring says), and the due enrollments are claimed;
+        after the commit the notifications made go out, the claimed enrollments are sent by
+        `run_due` and the people's reactions to what was sent are planned."""
+        batch, self.provider_batch = self.provider_batch, []
+        with self.db.session_scope() as session:
+            if batch:
+                store_provider_events(session, batch, now=now)
+            if batch or self.engaged_at is not None:
+                self._score(session, now)
+            self.engaged_at = None
+            claimed = claim_due(session, now=now)
+        self._after(now)
+        if claimed:
+            run_due(self.db, claimed, self.sending, clock=lambda: now)
+        with self.db.session_scope() as session:
+            if claimed:
+                self._react_to_sent(session)
+            self.moments = next_work(session)
+        self.due_checked = True
 
     def _fire_timers(self, now: datetime) -> None:
         """The SLA timers job: reminders, expiries and stalls, a batch per transaction."""
@@ -303,9 +317,8 @@ class Simulation:
     # --- what every action is followed by ----------------------------------------------------
 
     def _engaged(self, at: datetime) -> None:
-        """Events were stored at `at`: the engagement job scores them after the hour's last."""
+        """Events were stored at `at`: the next workers' round scores them."""
         self.engaged_at = at
-        self.due_checked = False
 
     def _score(self, session: Session, at: datetime) -> None:
         """What the worker's engagement job does with the events stored since it last ran."""
@@ -345,13 +358,12 @@ class Simulation:
         for notification_id in notification_ids:
             deliver(self.db, notification_id, self.channels, clock=lambda: at)
 
-    def _react_to_sent(self) -> None:
-        with self.db.session_scope() as session:
-            rows = session.execute(
-                select(Message.id, Message.message_id, Message.lead_id, Message.links,
-                       Message.sent_at, Message.status)
-                .where(Message.id > self.message_mark).order_by(Message.id)
-            ).all()
+    def _react_to_sent(self, session: Session) -> None:
+        rows = session.execute(
+            select(Message.id, Message.message_id, Message.lead_id, Message.links,
+                   Message.sent_at, Message.status)
+            .where(Message.id > self.message_mark).order_by(Message.id)
+        ).all()
         for row in rows:
             self.message_mark = max(self.message_mark, row.id)
             if row.status != MessageStatus.SENT or row.sent_at is None:
