@@ -240,7 +240,7 @@ def test_pages_carry_a_strict_content_security_policy(client, db):
 
 
 def test_every_browser_page_declares_its_roles(app, runner):
-    from nurture.cli.access import route_table
+    from nurture.cli.access import route_table, short_rule
 
     with app.app_context():
         rows = route_table()
@@ -248,4 +248,13 @@ def test_every_browser_page_declares_its_roles(app, runner):
     assert ("/admin/users", "GET", "admin") in rows
     printed = runner.invoke(args=["access"])
     assert printed.exit_code == 0 and "/auth/sign-in" in printed.output
-    assert len(printed.output.splitlines()) <= 80  # one screen
+    lines = printed.output.splitlines()
+    assert len(lines) <= 60 and max(map(len, lines)) <= 160  # one screen
+    for rule, _, who in rows:  # every route is there, under who may use it
+        heading = next(i for i, line in enumerate(lines) if line.startswith(f"{who} ("))
+        following = lines[heading + 1:]
+        group = following[:next((i for i, line in enumerate(following)
+                                 if not line.startswith(" ")), len(following))]
+        assert any(f" {short_rule(rule)} " in f"{line} " for line in group), (rule, who)
+    long = runner.invoke(args=["access", "--long"])
+    assert long.exit_code == 0 and len(long.output.splitlines()) == len(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -41,14 +42,51 @@ def route_table() -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
+SCREEN_WIDTH = 160
+"""Characters a line of `nurture access` may take (a full-width terminal)."""
+
+
 @click.command("access")
+@click.option("--long", "long_form", is_flag=True,
+              help="One route a line, with its methods and roles (more than a screen).")
 @with_appcontext
-def access() -> None:
-    """Print every route with its methods and the roles it allows."""
+def access(long_form: bool) -> None:
+    """Print every route with its methods and the roles it allows: grouped by who may use
+    them, the routes of a group side by side, so the whole table fits on one screen."""
     rows = route_table()
-    width = max(len(rule) for rule, _, _ in rows)
+    if long_form:
+        width = max(len(rule) for rule, _, _ in rows)
+        for rule, methods, who in rows:
+            click.echo(f"{rule:<{width}}  {methods:<11} {who}")
+        return
+    for line in grouped_lines(rows, SCREEN_WIDTH):
+        click.echo(line)
+
+
+def short_rule(rule: str) -> str:
+    """A rule as the grouped table shows it: `<int:lead_id>` as `<lead_id>`."""
+    return re.sub(r"<\w+:(\w+)>", r"<\1>", rule)
+
+
+def grouped_lines(rows: list[tuple[str, str, str]], width: int) -> list[str]:
+    """Each group of routes by who may use them: a heading, then the routes (a method other
+    than GET written before the path) packed into lines of at most `width` characters."""
+    groups: dict[str, list[str]] = {}
     for rule, methods, who in rows:
-        click.echo(f"{rule:<{width}}  {methods:<11} {who}")
+        shown = short_rule(rule) if methods == "GET" else f"{methods} {short_rule(rule)}"
+        groups.setdefault(who, []).append(shown)
+    lines = []
+    for who in sorted(groups, key=lambda w: (-len(groups[w]), w)):
+        lines.append(f"{who} ({len(groups[who])}):")
+        line = " "
+        for entry in groups[who]:
+            if len(line) + 2 + len(entry) > width and line.strip():
+                lines.append(line.rstrip())
+                line = " "
+            line += f" {entry} "
+        if line.strip():
+            lines.append(line.rstrip())
+    return lines
 
 
 COMMANDS = [access]
