@@ -125,7 +125,7 @@ def test_seed_demo_builds_six_months_through_the_services(runner, db, count):
     assert {"opportunity_created", "won"} <= outcomes  # (losses too, in larger histories)
     assert sent > 120
     assert (last - first).days > 120  # spread over the months, not one day
-    assert users == 8
+    assert users == 9  # marketer, approver, six reps, admin
     assert count(Enrollment) >= 100
 
 

@@ -36,8 +36,9 @@ STAFF = (
     Staff(f"rep.amer1@{DOMAIN}", "Jordan Lee", Role.REP, "America/New_York", "Americas"),
     Staff(f"rep.amer2@{DOMAIN}", "Priya Shah", Role.REP, "America/Chicago", "Americas"),
     Staff(f"rep.amer3@{DOMAIN}", "Diego Alvarez", Role.REP, "America/Los_Angeles", "Americas"),
+    Staff(f"admin@{DOMAIN}", "Ada Admin", Role.ADMIN, "UTC"),
 )
-"""The demo sign-in: a marketer, a sales approver, and six reps in two teams."""
+"""The demo sign-in: a marketer, a sales approver, six reps in two teams and an admin."""
 
 REPS = tuple(s for s in STAFF if s.role == Role.REP)
 MARKETER = STAFF[0]

@@ -5,12 +5,12 @@ agenda's actions happen at their own moments, each in a transaction of its own, 
 service an entry point would call: the CRM rejects a lead (`reject_lead`), marketing puts one
 into nurture as not ready, a person clicks a tracked link (`record_click`), unsubscribes,
 visits the website (`record_client_events`), a rep accepts or gives back a recycled lead,
-the CRM reports an opportunity, a win or a loss (`record_outcomes`). At each hour the
-workers' and the dispatcher's work is done the way it is in production: the provider's
-webhook batch of the hour is stored (deliveries, opens human and machine, a gateway's link
-scans, bounces, complaints), the engagement job hands on and scores every event waiting
-(`handle_events`, live scoring: recycles happen when scoring says), SLA
-timers fire (`fire_due_timers`: reminders, expiries, stalls), due enrollments are claimed
+the CRM reports an opportunity, a win or a loss (`record_outcomes`). Every hour the SLA
+timers fire when due; every `WORK_HOURS` hours the workers' round runs the way it does in
+production, in one transaction up to the sending: the provider's webhook batch is stored
+(deliveries, opens human and machine, a gateway's link scans, bounces, complaints), the
+engagement job hands on and scores every event waiting (`handle_events`, live scoring:
+recycles happen when scoring says), due enrollments are claimed
 (`claim_due`) and sent by `run_due` to a messenger that keeps nothing, and notifications are
 delivered by `deliver` with no CRM URL (the webhook is recorded as skipped, never posted) and
 the rep's email to the same sink. An hour with nothing due is skipped. Every random choice
@@ -77,7 +77,7 @@ round's statements are shared by three hours' events and emails rather than one'
 round's cost barely grows with its batch; docs/BENCHMARKS.md)."""
 
 SCORING_DELAY = timedelta(seconds=20)
-"""How long after the hour's last stored event the engagement job scores the hour's events
+"""How long after the round starts the engagement job scores the events waiting
 (one job stands for every request stored meanwhile, as `workers.coalescing` makes it)."""
 
 DELIVERY_DELAY = timedelta(seconds=40)
