@@ -187,13 +187,35 @@ def test_an_approver_requests_a_change_then_approves_the_next_version(page, serv
     assert page.errors == []
 
 
+def engagement_history(api) -> None:
+    """Four weeks of buyers: senior people at fitting companies who attend a webinar and look
+    fill in a form (enough for either model), and some who only attend (60: not 65)."""
+    now = utcnow()
+    events = []
+    for n in range(18):
+        email = f"buyer{n}@company{n}.example"
+        answer = api.post("/api/v1/leads", json={
+            "email": email, "title": "VP Operations", "company": f"Company {n}",
+            "industry": "software", "company_size": 250, "country": "DE"})
+        assert answer.status_code in (200, 201), answer.json
+        day = now - timedelta(days=27 - n * 1.5, hours=3)
+        events.append({"id": f"w{n}", "email": email, "type": "webinar_attended",
+                       "occurred_at": day.isoformat().replace("+00:00", "Z")})
+        if n % 3:
+            later = day + timedelta(hours=2)
+            events.append({"id": f"f{n}", "email": email, "type": "form_submit",
+                           "occurred_at": later.isoformat().replace("+00:00", "Z")})
+    assert api.post("/api/v1/events", json={"events": events}).status_code == 202
+
+
 def test_a_scoring_draft_is_approved_by_a_marketer_and_an_approver_and_activated(
-        page, served, db):  # noqa: F811
+        page, served, db, api):  # noqa: F811
     system, _ = served
     make_user(db, MARA, Role.MARKETER, "Mara Marketing")
     make_user(db, SAM, Role.SALES_APPROVER, "Sam Sales")
     with db.session_scope() as session:
         models.ensure_default_model(session, now=utcnow())
+    engagement_history(api)
     p = page.page
     sign_in(p, system.url, MARA)
     p.wait_for_url(f"{system.url}/admin/")
@@ -223,6 +245,9 @@ def test_a_scoring_draft_is_approved_by_a_marketer_and_an_approver_and_activated
     p.get_by_label("Days of history").fill("30")
     p.get_by_role("button", name="Run a backtest").click()
     expect(p.get_by_role("columnheader", name="Active (v1)")).to_be_visible()
+    recycled = p.get_by_role("row", name=re.compile("^Leads recycled to sales"))
+    expect(recycled).to_contain_text("-6")  # the six who only attended: recycled at 60, not 65
+    expect(p.locator("svg.chart-svg rect.bar-model")).not_to_have_count(0)
     checked(p, "scoring-model")
     p.get_by_role("button", name="Submit to sales").click()
     expect(p.get_by_text("waits in the sales approvers' queue")).to_be_visible()
