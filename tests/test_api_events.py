@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 
 from nurture.models import EngagementEvent, EventType, Role
@@ -169,3 +171,41 @@ def test_new_events_are_handed_to_scoring_through_rq(api, app, db):
     retried = api.post("/api/v1/events", json={"events": [one()]})
     assert retried.json == {"accepted": 0, "duplicates": 1}
     assert len(Queue("scoring", connection=connection).jobs) == 1  # nothing new to hand on
+
+
+def test_a_page_views_url_is_what_scoring_rules_match(api, app, db, client, make_token):
+    """The page a client names (`properties.url`) is stored as the event's `url`, which the
+    default model's `pricing_page` rule matches (`field: url`): before, only a tracked link's
+    click carried it, and no page view reported through the API could ever score as one."""
+    from nurture.models import ScoreLedgerEntry
+    from nurture.scoring import live
+    from tests.conftest import Api
+    from tests.test_scoring_models import DOCUMENT
+
+    marketer = Api(client, make_token(Role.MARKETER, "marketer"))
+    sales = Api(client, make_token(Role.SALES_APPROVER, "sales"))
+    model_id = marketer.post("/api/v1/scoring/models", json=DOCUMENT).json["id"]
+    assert marketer.post(f"/api/v1/scoring/models/{model_id}/approve").status_code == 200
+    assert sales.post(f"/api/v1/scoring/models/{model_id}/approve").status_code == 200
+    assert api.post(f"/api/v1/scoring/models/{model_id}/activate").status_code == 200
+    ada = lead_id(api)
+    answer = api.post("/api/v1/events", json={"events": [
+        one(occurred_at=utcnow_iso()),
+        one(id="evt-blog", occurred_at=utcnow_iso(),
+            properties={"url": "https://www.example.com/blog", "title": "Blog"}),
+        one(id="evt-none", occurred_at=utcnow_iso(), properties={"url": 42})]})
+    assert answer.json["accepted"] == 3
+    urls = {row.source_event_id: row.url for row in stored(db)}
+    assert urls == {"evt-1": "https://www.example.com/pricing",
+                    "evt-blog": "https://www.example.com/blog", "evt-none": None}
+    ids = [row.id for row in stored(db)]
+    with db.session_scope() as session:
+        live.score_events(session, min(ids), max(ids), now=datetime.now(UTC))
+    with db.session_scope() as session:
+        rules = session.execute(select(ScoreLedgerEntry.rule, ScoreLedgerEntry.event_id)
+                                .where(ScoreLedgerEntry.lead_id == ada)).all()
+    assert {event_id for rule, event_id in rules if rule == "pricing_page"} == {ids[0]}
+
+
+def utcnow_iso() -> str:
+    return datetime.now(UTC).isoformat()

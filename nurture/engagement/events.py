@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -26,7 +27,15 @@ def record_client_events(
         IncomingEvent(
             source=SOURCE, source_event_id=event.id, type=EventType(event.type.value),
             occurred_at=event.occurred_at, email=event.email, lead_id=event.lead_id,
-            properties=event.properties,
+            properties=event.properties, url=page_url(event.properties),
         )
         for event in events
     ], now=now)
+
+
+def page_url(properties: dict[str, Any]) -> str | None:
+    """The page an event names in its properties (`url`, as a website's tracker sends it):
+    stored as the event's `url`, which scoring rules match (`field: url`), as they match a
+    tracked link's."""
+    url = properties.get("url")
+    return url if isinstance(url, str) and url else None
