@@ -228,19 +228,22 @@ def operations_suppressions() -> Any:
 @bp.get("/operations/suppressions.csv")
 @allow(Role.ADMIN)
 def operations_suppressions_export() -> Any:
-    session = db_session()
+    store = database()
 
     def rows() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(("email", "reason", "source", "suppressed_at"))
-        for row in suppressions.export_suppressions(session):
-            writer.writerow(_csv_safe(row))
-            if buffer.tell() > 65536:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+        # streamed after the request's own session is closed: a session of its own, closed
+        # when the last row is sent (or the download is abandoned)
+        with store.session_scope() as session:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(("email", "reason", "source", "suppressed_at"))
+            for row in suppressions.export_suppressions(session):
+                writer.writerow(_csv_safe(row))
+                if buffer.tell() > 65536:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
 
     stamp = utcnow().strftime("%Y%m%d-%H%M")
     return Response(rows(), mimetype="text/csv", headers={
