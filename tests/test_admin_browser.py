@@ -130,7 +130,7 @@ def test_a_marketer_is_refused_the_admins_page_and_an_admin_opens_it(page, serve
     p.get_by_label("Password").fill(PASSWORD)
     p.get_by_role("button", name="Sign in").click()
     p.wait_for_url(f"{system.url}/admin/users")
-    assert p.get_by_role("cell", name="mara@example.com").is_visible()
+    assert p.get_by_role("row").filter(has_text="mara@example.com").count() == 1  # listed once
     assert accessibility_problems(p) == []
     screenshot(p, "users")
 
