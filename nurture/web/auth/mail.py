@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import uuid
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from campaigns.messengers import messenger_for
-from campaigns.rendering import shared_environment
+from campaigns.staff_mail import staff_email
 from nurture.accounts.resets import RESET_VALID_FOR
 from nurture.config import Settings
 from nurture.models import User
@@ -18,24 +16,10 @@ TEMPLATE = "password-reset"
 
 
 def compose(user: User, link: str, *, mail_from: str) -> EmailMessage:
-    env = shared_environment()
     context = {"user": {"name": user.name, "email": user.email}, "link": link,
                "valid_minutes": int(RESET_VALID_FOR.total_seconds() // 60)}
-
-    def render(part: str) -> str:
-        return env.get_template(f"{TEMPLATE}/{part}").render(context)
-
-    message = EmailMessage()
-    message["From"] = mail_from
-    message["To"] = user.email
-    message["Subject"] = " ".join(render("subject.txt").split())
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(idstring="password-reset")
-    message["X-Nurture-Message-Id"] = f"password-reset-{user.id}-{uuid.uuid4().hex[:12]}"
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(render("body.txt"))
-    message.add_alternative(render("body.html"), subtype="html")
-    return message
+    return staff_email(TEMPLATE, context, to=user.email, user_id=user.id,
+                       mail_from=mail_from)
 
 
 def send_reset_email(settings: Settings, user: User, link: str) -> None:
